@@ -1,0 +1,89 @@
+"""Which part of a document goes into the prompt: whole lines around the cursor, within a budget.
+
+The window's edges snap to blocks of lines, so while the user types they stay put and the prompt
+of the previous keystroke stays a prefix of the next one (which is what makes a KV cache pay).
+The prefix gets about three quarters of the budget: the code before the cursor says the most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+BLOCK_LINES = 16
+PREFIX_SHARE = 0.75
+
+
+@dataclass(frozen=True)
+class Window:
+    prefix: str
+    suffix: str
+    first_line: int
+    """The document line where the prefix starts."""
+    end_line: int
+    """The document line after the last one in the suffix."""
+
+
+def _as_lf(line: str) -> str:
+    """The line with its terminator, if it has one, spelled "\n"."""
+    text = line.rstrip("\r\n")
+    return text + "\n" if len(text) < len(line) else text
+
+
+def fit_window(
+    lines: Sequence[str],
+    line: int,
+    column: int,
+    budget: int,
+    count_tokens: Callable[[str], int],
+) -> Window:
+    """Whole lines before and after the cursor whose token counts fit in `budget`.
+
+    `lines` are the document's lines with their terminators; the window's text uses "\\n" line
+    ends whatever the document uses. The cursor's own line is always included; a line too long
+    for the budget on its own is left to the prompt builder's hard cap.
+    """
+    current = _as_lf(lines[line])
+    head, tail = current[:column], current[column:]
+    used = count_tokens(head) + count_tokens(tail)
+
+    suffix_budget = max(budget - used, 0) * (1 - PREFIX_SHARE)
+    after = _reach(lines, range(line + 1, len(lines)), suffix_budget, count_tokens)
+    prefix_budget = max(budget - used - after.tokens, 0)
+    before = _reach(lines, range(line - 1, -1, -1), prefix_budget, count_tokens)
+    if before.count == line and after.count < len(lines) - line - 1:
+        # The prefix ran out of document: give what it left to the suffix.
+        after = _reach(
+            lines, range(line + 1, len(lines)), budget - used - before.tokens, count_tokens
+        )
+
+    first = line - before.count
+    if first > 0:
+        first = min(-(-first // BLOCK_LINES) * BLOCK_LINES, line)
+    end = line + 1 + after.count
+    if end < len(lines):
+        end = max(end // BLOCK_LINES * BLOCK_LINES, line + 1)
+
+    prefix = "".join(_as_lf(text) for text in lines[first:line]) + head
+    suffix = tail + "".join(_as_lf(text) for text in lines[line + 1 : end])
+    return Window(prefix=prefix, suffix=suffix, first_line=first, end_line=end)
+
+
+@dataclass(frozen=True)
+class _Reach:
+    count: int
+    tokens: int
+
+
+def _reach(
+    lines: Sequence[str], order: range, budget: float, count_tokens: Callable[[str], int]
+) -> _Reach:
+    """How many lines, walking in `order`, fit in `budget` tokens."""
+    count = tokens = 0
+    for index in order:
+        cost = count_tokens(_as_lf(lines[index]))
+        if tokens + cost > budget:
+            break
+        count += 1
+        tokens += cost
+    return _Reach(count, tokens)

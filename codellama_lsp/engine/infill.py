@@ -1,0 +1,124 @@
+"""One completion, start to end: context window -> prompt -> generation -> post-processing.
+
+Plain functions over a loaded model, so the one-shot CLI and the server's worker run exactly the
+same path (and the benchmarks measure the path editors get).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..context_window import Window, fit_window
+from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
+from ..prompt import Order, build_prompt
+from ..tokenizer import FimTokenizer
+
+if TYPE_CHECKING:
+    from .generation import CachedSequence
+    from .model import LoadedModel
+
+LINE_COUNT_MEMO = 50_000
+
+
+@dataclass(frozen=True)
+class InfillRequest:
+    """A cursor in a snapshot of a document's lines (with their terminators)."""
+
+    lines: Sequence[str]
+    line: int
+    column: int
+    eol: str
+    order: Order
+    context_tokens: int
+    max_new_tokens: int
+    temperature: float
+
+
+@dataclass(frozen=True)
+class Infill:
+    text: str
+    """What to insert at the cursor, in the document's line endings and indentation."""
+    prompt_tokens: int
+    prefilled: int
+    generated: int
+    first_token_s: float
+    total_s: float
+
+
+class LineTokenCounter:
+    """Token counts of lines, remembered: a window re-counts the same lines every keystroke."""
+
+    def __init__(self, tokenizer: FimTokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._memo: OrderedDict[str, int] = OrderedDict()
+
+    def __call__(self, text: str) -> int:
+        count = self._memo.get(text)
+        if count is None:
+            count = len(self._tokenizer.encode_infilling(text))
+            self._memo[text] = count
+            if len(self._memo) > LINE_COUNT_MEMO:
+                self._memo.popitem(last=False)
+        return count
+
+
+def prompt_for(
+    tokenizer: FimTokenizer, request: InfillRequest, count_tokens: Callable[[str], int]
+) -> tuple[Window, list[int]]:
+    window = fit_window(
+        request.lines, request.line, request.column, request.context_tokens, count_tokens
+    )
+    ids = build_prompt(
+        tokenizer, window.prefix, window.suffix, request.order, request.context_tokens
+    )
+    return window, ids
+
+
+def complete(
+    loaded: LoadedModel,
+    request: InfillRequest,
+    state: CachedSequence,
+    count_tokens: Callable[[str], int],
+    cancelled: Callable[[], bool],
+) -> Infill:
+    from .generation import generate  # torch: imported only where a model runs
+
+    started = time.perf_counter()
+    tokenizer = loaded.tokenizer
+    window, prompt = prompt_for(tokenizer, request, count_tokens)
+    room = loaded.max_positions - len(prompt)
+    if room <= 0:
+        raise ValueError(
+            f"the prompt ({len(prompt)} tokens) leaves no room in the model's "
+            f"{loaded.max_positions} positions: lower contextTokens"
+        )
+
+    def finished(ids: list[int]) -> bool:
+        return should_stop(tokenizer.decode(ids), window.prefix, window.suffix)
+
+    generated = generate(
+        loaded.model,
+        prompt,
+        state,
+        max_new_tokens=min(request.max_new_tokens, room),
+        stop_ids=tokenizer.control_ids,
+        temperature=request.temperature,
+        should_stop=finished,
+        cancelled=cancelled,
+    )
+    middle = postprocess(
+        tokenizer.decode(generated.ids), window.prefix, window.suffix, ended=generated.ended
+    )
+    indent = detect_indent(window.prefix + window.suffix)
+    return Infill(
+        text=to_document_style(middle, request.eol, indent),
+        prompt_tokens=generated.prompt_tokens,
+        prefilled=generated.prefilled,
+        generated=len(generated.ids),
+        first_token_s=generated.first_token_s,
+        total_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,127 @@
+"""Loading a Code Llama-format checkpoint for inference, with errors a user can act on."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..model_files import MODEL_FILES, ModelFilesError, resolve_model_folder
+from ..settings import Settings
+from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+
+class ModelLoadError(Exception):
+    """The model cannot be loaded; the message is meant for the user."""
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: FimTokenizer
+    device: torch.device
+    max_positions: int
+    description: str
+
+
+def pick_device(requested: str) -> torch.device:
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"device '{requested}' was asked for, but torch sees no CUDA GPU "
+            f"(torch {torch.__version__}; is this a CPU-only build?)"
+        )
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps' was asked for, but Metal is not available")
+    return torch.device(requested)
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    import torch
+
+    if requested != "auto":
+        return getattr(torch, requested)
+    return torch.float32 if device.type == "cpu" else torch.float16
+
+
+def load_model(settings: Settings) -> LoadedModel:
+    """The tokenizer first (cheap, and it proves the checkpoint can infill), then the weights."""
+    import torch
+
+    try:
+        tokenizer = load_tokenizer(settings.model)
+        folder = resolve_model_folder(settings.model, MODEL_FILES)
+    except (TokenizerError, ModelFilesError) as error:
+        raise ModelLoadError(str(error)) from error
+    device = pick_device(settings.device)
+    dtype = pick_dtype(settings.dtype, device)
+    quantization = _quantization_config(settings.quantization, device)
+    if not any(folder.glob("*.safetensors")):
+        raise ModelLoadError(
+            f"{folder} has no .safetensors weights (only safetensors are loaded: pickled "
+            "PyTorch weights can run arbitrary code)"
+        )
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            folder,
+            dtype=dtype,
+            device_map=device.type if quantization else {"": device},
+            attn_implementation="sdpa",
+            quantization_config=quantization,
+            trust_remote_code=settings.trust_remote_code,
+            use_safetensors=True,
+            local_files_only=True,
+        )
+    except torch.OutOfMemoryError as error:
+        raise ModelLoadError(
+            f"out of memory loading {settings.model} on {device} in {dtype}: try a smaller model, "
+            "quantization 4bit/8bit, or device cpu"
+        ) from error
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise ModelLoadError(
+            f"cannot load the weights in {folder}: {_first_line(error)}"
+        ) from error
+    model.eval()
+    if model.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
+        raise ModelLoadError(
+            f"{settings.model}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
+            f"{model.get_input_embeddings().num_embeddings}: they do not belong together"
+        )
+    max_positions = getattr(model.config, "max_position_embeddings", None) or 4096
+    description = f"{settings.model} on {device} ({str(dtype).removeprefix('torch.')})"
+    return LoadedModel(model, tokenizer, device, max_positions, description)
+
+
+def _quantization_config(quantization: str, device: torch.device) -> object | None:
+    if quantization == "none":
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(
+            f"quantization '{quantization}' needs bitsandbytes: "
+            "pip install 'codellama-lsp[quantization]'"
+        )
+    if device.type != "cuda":
+        raise ModelLoadError(f"quantization '{quantization}' needs a CUDA GPU, not {device}")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype="float16")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,333 @@
+"""The model worker: one long-lived thread that owns the model and does all tokenization.
+
+The LSP thread only submits jobs and awaits their futures, so it stays I/O-bound and never
+holds the GIL for long. Per document, only the newest job matters: a new one supersedes the
+pending one (answered at once) and cancels the running one (it stops before its next forward
+pass). Automatic requests wait out a short debounce first, so a burst of keystrokes costs one
+generation. Loading happens on a separate thread, so prompts can be built while weights load.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..prompt import render_prompt
+from ..settings import Settings
+from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
+from .generation import CachedSequence, Cancelled
+from .infill import Infill, InfillRequest, LineTokenCounter, complete, prompt_for
+from .model import LoadedModel, ModelLoadError, load_model
+
+MAX_CACHED_DOCUMENTS = 8
+RECENT_LATENCIES = 32
+
+Status = Literal["completed", "superseded", "cancelled", "failed", "not-ready"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    infill: Infill | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class LoadEvent:
+    """Loading news for the editor: `begin`, `end` or `failed`, with a message."""
+
+    kind: Literal["begin", "end", "failed"]
+    message: str
+
+
+@dataclass(frozen=True)
+class PromptView:
+    text: str
+    ids: list[int]
+    first_line: int
+    end_line: int
+
+
+@dataclass
+class Job:
+    key: str
+    request: InfillRequest
+    due: float
+    future: Future[Outcome] = field(default_factory=Future)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    superseded: bool = False
+    number: int = 0
+
+    def resolve(self, outcome: Outcome) -> None:
+        if not self.future.done():
+            self.future.set_result(outcome)
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    superseded: int = 0
+    cancelled: int = 0
+    completed: int = 0
+    failed: int = 0
+    not_ready: int = 0
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0
+    generated_tokens: int = 0
+    wasted_tokens: int = 0
+    """Tokens generated for requests that were then superseded or cancelled."""
+    cache_hits: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_LATENCIES))
+
+
+class Worker:
+    def __init__(self, on_load_event: Callable[[LoadEvent], None]) -> None:
+        self._on_load_event = on_load_event
+        self._cond = threading.Condition()
+        self._pending: dict[str, Job] = {}
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._running: Job | None = None
+        self._stopped = False
+        self._loaded: LoadedModel | None = None
+        self._tokenizer: FimTokenizer | None = None
+        self._counter: LineTokenCounter | None = None
+        self._model_key: tuple[object, ...] | None = None
+        self._load_generation = 0
+        self._sessions: OrderedDict[str, CachedSequence] = OrderedDict()
+        self._numbers = itertools.count(1)
+        self._stats = Stats()
+        self._thread = threading.Thread(target=self._run, name="codellama-worker", daemon=True)
+        self._thread.start()
+
+    # -- called from the LSP thread -------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._loaded is not None
+
+    def configure(self, settings: Settings) -> None:
+        """Load the model the settings name, unless it is the one already loaded or loading."""
+        with self._cond:
+            if settings.model_key() == self._model_key:
+                return
+            self._model_key = settings.model_key()
+            self._load_generation += 1
+            generation = self._load_generation
+            self._loaded = None
+            self._tokenizer = None
+        threading.Thread(
+            target=self._load, args=(settings, generation), name="codellama-loader", daemon=True
+        ).start()
+
+    def submit(self, key: str, request: InfillRequest, delay_s: float) -> Job:
+        job = Job(key, request, due=time.monotonic() + delay_s, number=next(self._numbers))
+        with self._cond:
+            self._stats.requests += 1
+            if not self.ready:
+                self._stats.not_ready += 1
+                job.resolve(Outcome("not-ready"))
+                return job
+            older = self._pending.pop(key, None)
+            if older is not None:
+                self._stats.superseded += 1
+                older.resolve(Outcome("superseded"))
+            if self._running is not None and self._running.key == key:
+                self._running.superseded = True
+                self._running.cancel.set()
+            self._pending[key] = job
+            self._cond.notify()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        with self._cond:
+            if self._pending.get(job.key) is job:
+                del self._pending[job.key]
+                self._stats.cancelled += 1
+                job.resolve(Outcome("cancelled"))
+            job.cancel.set()
+
+    def prompt(self, request: InfillRequest) -> Future[PromptView]:
+        """The prompt a completion would send, built on the worker thread like every prompt."""
+        future: Future[PromptView] = Future()
+        self._post(lambda: self._build_prompt(request, future))
+        return future
+
+    def forget(self, key: str) -> None:
+        """Drop a closed document's cache (on the worker thread, which owns it)."""
+        self._post(lambda: self._sessions.pop(key, None))
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            stats = self._stats
+            return {
+                "requests": stats.requests,
+                "superseded": stats.superseded,
+                "cancelled": stats.cancelled,
+                "completed": stats.completed,
+                "failed": stats.failed,
+                "notReady": stats.not_ready,
+                "promptTokens": stats.prompt_tokens,
+                "prefilledTokens": stats.prefilled_tokens,
+                "generatedTokens": stats.generated_tokens,
+                "wastedTokens": stats.wasted_tokens,
+                "cacheHits": stats.cache_hits,
+                "cachedDocuments": len(self._sessions),
+                "cacheBytes": sum(s.nbytes() for s in self._sessions.values()),
+                "recentLatenciesMs": [round(ms, 1) for ms in stats.latencies_ms],
+                "model": self._loaded.description if self._loaded else None,
+            }
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            for job in self._pending.values():
+                job.future.cancel()
+            self._pending.clear()
+            if self._running is not None:
+                self._running.cancel.set()
+            self._cond.notify()
+        self._thread.join(timeout=5)
+
+    # -- loading (its own thread) -----------------------------------------------------------
+
+    def _load(self, settings: Settings, generation: int) -> None:
+        self._on_load_event(LoadEvent("begin", f"Loading {settings.model}"))
+        try:
+            tokenizer = load_tokenizer(settings.model)
+            with self._cond:
+                if generation == self._load_generation:
+                    self._tokenizer = tokenizer
+                    self._counter = LineTokenCounter(tokenizer)
+            loaded = load_model(settings)
+        except (ModelLoadError, TokenizerError) as error:
+            self._on_load_event(LoadEvent("failed", f"codellama-lsp: {error}"))
+            return
+        except Exception as error:  # a broken checkpoint can fail in many ways: say so, stay up
+            message = (
+                f"codellama-lsp: cannot load {settings.model}: {type(error).__name__}: {error}"
+            )
+            self._on_load_event(LoadEvent("failed", message))
+            return
+        with self._cond:
+            if generation != self._load_generation:
+                return
+            self._loaded = loaded
+            self._sessions.clear()
+        self._on_load_event(LoadEvent("end", f"Code Llama ready: {loaded.description}"))
+
+    # -- the worker thread ------------------------------------------------------------------
+
+    def _post(self, task: Callable[[], None]) -> None:
+        """Run `task` on the worker thread before the next completion."""
+        with self._cond:
+            self._tasks.append(task)
+            self._cond.notify()
+
+    def _next_job(self) -> Job | Callable[[], None] | None:
+        with self._cond:
+            while not self._stopped:
+                if self._tasks:
+                    return self._tasks.popleft()
+                now = time.monotonic()
+                due = [job for job in self._pending.values() if job.due <= now]
+                if due:
+                    job = min(due, key=lambda j: j.number)
+                    del self._pending[job.key]
+                    self._running = job
+                    return job
+                wait = min((job.due for job in self._pending.values()), default=now + 3600) - now
+                self._cond.wait(timeout=max(wait, 0.0))
+            return None
+
+    def _run(self) -> None:
+        while (job := self._next_job()) is not None:
+            if not isinstance(job, Job):
+                job()
+                continue
+            try:
+                self._complete(job)
+            finally:
+                with self._cond:
+                    self._running = None
+
+    def _build_prompt(self, request: InfillRequest, future: Future[PromptView]) -> None:
+        tokenizer, counter = self._tokenizer, self._counter
+        if tokenizer is None or counter is None:
+            future.set_exception(TokenizerError("the tokenizer is not loaded yet"))
+            return
+        try:
+            window, ids = prompt_for(tokenizer, request, counter)
+        except Exception as error:
+            future.set_exception(error)
+            return
+        future.set_result(
+            PromptView(render_prompt(tokenizer, ids), ids, window.first_line, window.end_line)
+        )
+
+    def _complete(self, job: Job) -> None:
+        loaded, counter = self._loaded, self._counter
+        if loaded is None or counter is None:
+            self._count("not_ready")
+            job.resolve(Outcome("not-ready"))
+            return
+        if job.cancel.is_set():
+            self._count("superseded" if job.superseded else "cancelled")
+            job.resolve(Outcome("superseded" if job.superseded else "cancelled"))
+            return
+        state = self._sessions.pop(job.key, None) or CachedSequence()
+        before = len(state.ids)
+        try:
+            infill = complete(loaded, job.request, state, counter, job.cancel.is_set)
+        except Cancelled:
+            self._sessions[job.key] = state
+            self._trim_sessions()
+            status: Status = "superseded" if job.superseded else "cancelled"
+            with self._cond:
+                setattr(self._stats, status, getattr(self._stats, status) + 1)
+                self._stats.wasted_tokens += max(len(state.ids) - before, 0)
+            job.resolve(Outcome(status))
+            return
+        except Exception as error:
+            self._fail(job, error)
+            return
+        self._sessions[job.key] = state
+        self._trim_sessions()
+        with self._cond:
+            stats = self._stats
+            stats.completed += 1
+            stats.prompt_tokens += infill.prompt_tokens
+            stats.prefilled_tokens += infill.prefilled
+            stats.generated_tokens += infill.generated
+            stats.cache_hits += infill.prefilled < infill.prompt_tokens
+            stats.latencies_ms.append(infill.total_s * 1000)
+        job.resolve(Outcome("completed", infill))
+
+    def _fail(self, job: Job, error: Exception) -> None:
+        """Any failure answers the request empty, frees what it can, and keeps the worker up."""
+        import torch
+
+        self._sessions.clear()
+        gc.collect()
+        if isinstance(error, torch.OutOfMemoryError):
+            message = "out of memory while generating: the cache was dropped; lower contextTokens"
+        else:
+            message = f"completion failed: {type(error).__name__}: {error}"
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self._count("failed")
+        job.resolve(Outcome("failed", message=f"codellama-lsp: {message}"))
+
+    def _count(self, name: str) -> None:
+        with self._cond:
+            setattr(self._stats, name, getattr(self._stats, name) + 1)
+
+    def _trim_sessions(self) -> None:
+        while len(self._sessions) > MAX_CACHED_DOCUMENTS:
+            self._sessions.popitem(last=False)

@@ -1,0 +1,69 @@
+"""Where a model's files come from: a local folder, the shipped tiny model, or the hub's cache.
+
+Everything downstream loads from a local folder, so a hub id is resolved here once, cache first,
+and every way this can fail becomes one message a user can act on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SHIPPED_MODELS = {"tiny": Path(__file__).parent / "models" / "tiny"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
+MODEL_FILES = ("*.json", "*.safetensors", "tokenizer.model")
+
+
+class ModelFilesError(Exception):
+    """The model's files cannot be found; the message is meant for the user."""
+
+
+def resolve_model_folder(model: str, patterns: tuple[str, ...]) -> Path:
+    """A local folder holding `model`'s files that match `patterns` (downloaded if need be)."""
+    if model in SHIPPED_MODELS:
+        folder = SHIPPED_MODELS[model]
+        if not (folder / "config.json").is_file():
+            raise ModelFilesError(f"the shipped model '{model}' is missing from {folder}")
+        return folder
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        return folder
+    if not _is_hub_id(model):
+        raise ModelFilesError(f"{model}: no such folder")
+    return _download(model, patterns)
+
+
+def _is_hub_id(model: str) -> bool:
+    return (
+        model.count("/") <= 1
+        and not model.startswith(("/", ".", "~"))
+        and all(part and " " not in part for part in model.split("/"))
+    )
+
+
+def _download(model: str, patterns: tuple[str, ...]) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return Path(snapshot_download(model, allow_patterns=list(patterns), local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    try:
+        return Path(snapshot_download(model, allow_patterns=list(patterns)))
+    except GatedRepoError as error:
+        raise ModelFilesError(
+            f"'{model}' is gated on the model hub: accept its licence there and log in "
+            "(`hf auth login`), or pass a local folder"
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise ModelFilesError(f"no model '{model}' on the model hub, and no such folder") from error
+    except (LocalEntryNotFoundError, OSError) as error:
+        raise ModelFilesError(
+            f"cannot load '{model}': it is not a local folder, it is not in the local cache, and "
+            "the model hub could not be reached (download it once while online, or pass a "
+            "local folder)"
+        ) from error

@@ -1,0 +1,60 @@
+"""Code Llama infilling prompts, exactly as the model was trained on them.
+
+PSM: `[BOS, PRE] + encode(prefix) + [SUF] + encode_infilling(suffix) + [MID]`
+SPM: `[BOS, PRE, SUF] + encode_infilling(suffix) + [MID] + encode(prefix)`
+
+Suffix-first (SPM) is the default: it did better on single-line infilling in the Code Llama paper,
+and the prompt then ends with the prefix, so the cached prompt grows as the user types.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .tokenizer import FimTokenizer
+
+Order = Literal["spm", "psm"]
+ORDERS: tuple[Order, ...] = ("spm", "psm")
+
+
+MARKER_TOKENS = 4  # BOS, PRE, SUF, MID
+
+
+def build_prompt(
+    tokenizer: FimTokenizer, prefix: str, suffix: str, order: Order, budget: int | None = None
+) -> list[int]:
+    """The prompt ids; with `budget`, prefix and suffix are cut at their far ends to fit it.
+
+    The context window fits whole lines by per-line token counts, which can differ slightly from
+    the count of the joined text, and one very long line can exceed any budget alone: the budget
+    here is the hard cap.
+    """
+    prefix_ids = tokenizer.encode(prefix)
+    suffix_ids = tokenizer.encode_infilling(suffix)
+    if budget is not None:
+        room = max(budget - MARKER_TOKENS, 0)
+        if len(prefix_ids) + len(suffix_ids) > room:
+            keep_suffix = min(len(suffix_ids), max(room // 4, room - len(prefix_ids)))
+            keep_prefix = room - keep_suffix
+            prefix_ids = prefix_ids[len(prefix_ids) - keep_prefix :]
+            suffix_ids = suffix_ids[:keep_suffix]
+    marks = tokenizer.ids
+    if order == "psm":
+        return [marks.bos, marks.pre, *prefix_ids, marks.suf, *suffix_ids, marks.mid]
+    return [marks.bos, marks.pre, marks.suf, *suffix_ids, marks.mid, *prefix_ids]
+
+
+def render_prompt(tokenizer: FimTokenizer, prompt: list[int]) -> str:
+    """The prompt as text, markers spelled out, for users who want to see what the model sees."""
+    names = {tokenizer.ids.bos: "<s>", tokenizer.ids.eos: "</s>"}
+    parts: list[str] = []
+    run: list[int] = []
+    for token_id in prompt:
+        if token_id in tokenizer.control_ids:
+            parts.append(tokenizer.decode(run))
+            run = []
+            parts.append(names.get(token_id) or tokenizer.decode([token_id]))
+        else:
+            run.append(token_id)
+    parts.append(tokenizer.decode(run))
+    return "".join(parts)

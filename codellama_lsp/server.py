@@ -1,0 +1,311 @@
+"""The language server: thin pygls handlers over the document store, the worker and the replies.
+
+Handlers that answer completions are `async`: they await the worker's future, so a
+`$/cancelRequest` reaches them as `CancelledError`, which sets the job's cancel flag (the worker
+stops before its next forward pass) and lets pygls answer RequestCancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Generator
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from . import __version__
+from .context_window import BLOCK_LINES
+from .document import Encoding, TextDocument
+from .engine.infill import InfillRequest
+from .engine.worker import Job, LoadEvent, Outcome, Worker
+from .replies import completion_items, inline_items, word_start
+from .settings import Settings, parse_settings
+
+log = logging.getLogger(__name__)
+
+STATS = "codellama/stats"
+PROMPT = "codellama/prompt"
+SETTINGS_SECTION = "codellama"
+
+
+class CodeLlamaProtocol(LanguageServerProtocol):
+    """pygls' protocol, minus its own copy of every document: the server keeps its own store,
+    which splits lines as LSP does and edits only the lines a change touches."""
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: Any) -> Generator[Any, Any, None]:
+        yield from self._user(types.TEXT_DOCUMENT_DID_OPEN, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: Any) -> Generator[Any, Any, None]:
+        yield from self._user(types.TEXT_DOCUMENT_DID_CHANGE, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: Any) -> Generator[Any, Any, None]:
+        yield from self._user(types.TEXT_DOCUMENT_DID_CLOSE, params)
+
+    def _user(self, method: str, params: Any) -> Generator[Any, Any, None]:
+        if (handler := self.fm.features.get(method)) is not None:
+            yield handler, (params,), None
+
+
+class CodeLlamaServer(LanguageServer):
+    def __init__(self, base: Settings) -> None:
+        super().__init__(
+            "codellama-lsp",
+            __version__,
+            protocol_cls=CodeLlamaProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.base_settings = base
+        self.settings = base
+        self.documents: dict[str, TextDocument] = {}
+        self.worker: Worker | None = None
+        self._progress: asyncio.Task[str | None] | None = None
+
+    @property
+    def encoding(self) -> Encoding:
+        return self.workspace.position_encoding.value  # type: ignore[return-value]
+
+    def apply_settings(self, raw: Any) -> None:
+        self.settings, problems = parse_settings(raw, self.base_settings)
+        for problem in problems:
+            self.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
+        if self.worker is not None:
+            self.worker.configure(self.settings)
+
+    def tell(self, kind: types.MessageType, message: str) -> None:
+        log.warning("%s", message) if kind <= types.MessageType.Warning else log.info("%s", message)
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    def on_load_event(self, event: LoadEvent) -> None:
+        """Called on the loader thread: hop to the event loop, which owns the connection."""
+        self.loop.call_soon_threadsafe(self._show_load_event, event)
+
+    def _show_load_event(self, event: LoadEvent) -> None:
+        if event.kind == "begin":
+            self._progress = asyncio.ensure_future(self._begin_progress(event.message))
+            return
+        if event.kind == "failed":
+            self.tell(types.MessageType.Error, event.message)
+        asyncio.ensure_future(self._end_progress(event.message))
+
+    async def _begin_progress(self, title: str) -> str | None:
+        capabilities = self.client_capabilities
+        if not (capabilities.window and capabilities.window.work_done_progress):
+            return None
+        token = f"codellama-load-{uuid.uuid4()}"
+        try:
+            await self.work_done_progress.create_async(token)
+        except Exception:  # a client that refuses progress still gets completions
+            return None
+        self.work_done_progress.begin(
+            token, types.WorkDoneProgressBegin(title="Code Llama", message=title)
+        )
+        return token
+
+    async def _end_progress(self, message: str) -> None:
+        if self._progress is None:
+            return
+        token = await self._progress
+        self._progress = None
+        if token is not None:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+
+    def document(self, uri: str) -> TextDocument | None:
+        return self.documents.get(uri)
+
+    def locate(self, document: TextDocument, position: types.Position) -> tuple[int, int]:
+        try:
+            return document.location(position, self.encoding)
+        except ValueError as error:
+            raise JsonRpcInvalidParams(str(error)) from error
+
+    def request_at(
+        self, document: TextDocument, line: int, column: int, typed: tuple[int, str] | None = None
+    ) -> tuple[InfillRequest, int]:
+        """A snapshot of the lines the window can reach, and the document line it starts at.
+
+        Snapshots keep later edits from racing the worker. Every line costs at least one token,
+        so `contextTokens` lines each way is enough; the snapshot starts on a block boundary so
+        the window's own block edges stay put. `typed` = (from column, text) replaces the line's
+        text from that column to the cursor, as when a popup item is selected.
+        """
+        reach = self.settings.context_tokens
+        first = max(0, (line - reach) // BLOCK_LINES * BLOCK_LINES)
+        lines = document.lines[first : line + reach + 1]
+        if typed is not None:
+            start, text = typed
+            current = lines[line - first]
+            lines[line - first] = current[:start] + text + current[column:]
+            column = start + len(text)
+        request = InfillRequest(
+            lines=lines,
+            line=line - first,
+            column=column,
+            eol=document.eol(),
+            order=self.settings.order,
+            context_tokens=self.settings.context_tokens,
+            max_new_tokens=self.settings.max_new_tokens,
+            temperature=self.settings.temperature,
+        )
+        return request, first
+
+    async def run(self, key: str, request: InfillRequest, debounce: bool) -> Outcome:
+        assert self.worker is not None
+        delay = self.settings.debounce_ms / 1000 if debounce else 0.0
+        job: Job = self.worker.submit(key, request, delay)
+        try:
+            outcome = await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            self.worker.cancel(job)
+            raise
+        if outcome.status == "failed":
+            self.tell(types.MessageType.Error, outcome.message)
+        return outcome
+
+
+def create_server(base: Settings) -> CodeLlamaServer:
+    server = CodeLlamaServer(base)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: CodeLlamaServer, params: types.InitializeParams) -> None:
+        ls.worker = Worker(ls.on_load_event)
+        options = params.initialization_options
+        ls.settings, ls._initial_problems = parse_settings(options, ls.base_settings)
+
+    @server.feature(types.INITIALIZED)
+    def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
+        for problem in ls._initial_problems:
+            ls.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
+        assert ls.worker is not None
+        ls.worker.configure(ls.settings)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(
+        ls: CodeLlamaServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        raw = params.settings
+        if isinstance(raw, dict) and isinstance(raw.get(SETTINGS_SECTION), dict):
+            raw = raw[SETTINGS_SECTION]
+        if raw in (None, {}):
+            return
+        ls.apply_settings(raw)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: CodeLlamaServer, params: types.DidOpenTextDocumentParams) -> None:
+        item = params.text_document
+        ls.documents[item.uri] = TextDocument(item.uri, item.language_id, item.version, item.text)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -> None:
+        document = ls.documents.get(params.text_document.uri)
+        if document is None:
+            log.warning("change to a document that is not open: %s", params.text_document.uri)
+            return
+        for change in params.content_changes:
+            document.apply_change(change, ls.encoding)
+        document.version = params.text_document.version
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.documents.pop(params.text_document.uri, None)
+        if ls.worker is not None:
+            ls.worker.forget(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION)
+    async def inline_completion(
+        ls: CodeLlamaServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        empty = types.InlineCompletionList(items=[])
+        document = ls.document(params.text_document.uri)
+        if document is None or not ls.settings.language_enabled(document.language_id):
+            return empty
+        line, column = ls.locate(document, params.position)
+        start, typed = params.position, ""
+        selected = params.context.selected_completion_info
+        if selected is not None:
+            # The popup's selected item becomes part of the prefix: complete after it.
+            start_line, start_column = ls.locate(document, selected.range.start)
+            if start_line == line and start_column <= column:
+                start, typed = selected.range.start, selected.text
+        request, _ = ls.request_at(document, line, column, (start_column, typed) if typed else None)
+        automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+        outcome = await ls.run(params.text_document.uri, request, debounce=automatic)
+        if outcome.infill is None:
+            return empty
+        return inline_items(outcome.infill.text, start, params.position, typed)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(trigger_characters=list(server.base_settings.trigger_characters)),
+    )
+    async def completion(
+        ls: CodeLlamaServer, params: types.CompletionParams
+    ) -> types.CompletionList:
+        empty = types.CompletionList(is_incomplete=True, items=[])
+        document = ls.document(params.text_document.uri)
+        if document is None or not ls.settings.language_enabled(document.language_id):
+            return empty
+        context = params.context
+        kind = context.trigger_kind if context else types.CompletionTriggerKind.Invoked
+        if (
+            kind == types.CompletionTriggerKind.TriggerCharacter
+            and context is not None
+            and context.trigger_character not in ls.settings.trigger_characters
+        ):
+            return empty
+        line, column = ls.locate(document, params.position)
+        text = document.line_text(line)
+        begin = word_start(text, column)
+        request, _ = ls.request_at(document, line, column)
+        outcome = await ls.run(
+            params.text_document.uri, request, debounce=kind != types.CompletionTriggerKind.Invoked
+        )
+        if outcome.infill is None:
+            return empty
+        start = document.position(line, begin, ls.encoding)
+        return completion_items(
+            outcome.infill.text, text[begin:column], start, params.position, document.language_id
+        )
+
+    @server.feature(STATS)
+    def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
+        assert ls.worker is not None
+        return ls.worker.stats()
+
+    @server.feature(PROMPT)
+    async def prompt(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
+        try:
+            uri = params.textDocument.uri
+            position = types.Position(
+                line=params.position.line, character=params.position.character
+            )
+        except AttributeError as error:
+            raise JsonRpcInvalidParams("expected {textDocument: {uri}, position}") from error
+        document = ls.document(uri)
+        if document is None:
+            raise JsonRpcInvalidParams(f"document not open: {uri}")
+        assert ls.worker is not None
+        line, column = ls.locate(document, position)
+        request, first = ls.request_at(document, line, column)
+        view = await asyncio.wrap_future(ls.worker.prompt(request))
+        return {
+            "text": view.text,
+            "ids": view.ids,
+            "order": request.order,
+            "firstLine": first + view.first_line,
+            "endLine": first + view.end_line,
+        }
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: CodeLlamaServer, params: None) -> None:
+        if ls.worker is not None:
+            ls.worker.stop()
+
+    return server

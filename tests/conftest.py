@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from model_factory import build_model, build_tokenizer  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CODELLAMA_TOKENIZER = SHARED / "codellama-7b-hf-tokenizer"
+FIM_VECTORS = SHARED / "fim-reference" / "vectors.jsonl"
+
+
+@pytest.fixture(scope="session")
+def codellama_tokenizer_dir() -> Path:
+    """Code Llama 7B's real tokenizer files: reference material, not shipped with the project."""
+    if not (CODELLAMA_TOKENIZER / "tokenizer.json").is_file():
+        pytest.skip(f"Code Llama's tokenizer files are not at {CODELLAMA_TOKENIZER} (../shared)")
+    return CODELLAMA_TOKENIZER
+
+
+@pytest.fixture(scope="session")
+def fim_vectors() -> Path:
+    if not FIM_VECTORS.is_file():
+        pytest.skip(f"the reference infilling vectors are not at {FIM_VECTORS} (../shared)")
+    return FIM_VECTORS
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Code Llama-format checkpoint in a temporary folder."""
+    return build_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def plain_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tokenizer without the infilling pieces (not a Code Llama checkpoint)."""
+    return build_tokenizer(tmp_path_factory.mktemp("plain-tokenizer"), infilling=False)
