@@ -205,7 +205,7 @@ def _request(settings: Settings, cursor: Cursor, lines: list[str], eol: str) -> 
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .server import create_server
+    from .server import create_server, terminate
 
     logging.basicConfig(
         filename=args.log_file,
@@ -221,7 +221,9 @@ def run_serve(args: argparse.Namespace) -> int:
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
         server.start_io()
-    return 0
+    # The client went away without `exit`: leave without waiting for a model that is loading.
+    terminate(1)
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

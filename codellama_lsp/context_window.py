@@ -47,26 +47,32 @@ def fit_window(
     head, tail = current[:column], current[column:]
     used = count_tokens(head) + count_tokens(tail)
 
-    suffix_budget = max(budget - used, 0) * (1 - PREFIX_SHARE)
-    after = _reach(lines, range(line + 1, len(lines)), suffix_budget, count_tokens)
-    prefix_budget = max(budget - used - after.tokens, 0)
+    suffix_budget = budget * (1 - PREFIX_SHARE) - count_tokens(tail)
+    end = _snap_end(
+        lines, line, _reach(lines, range(line + 1, len(lines)), suffix_budget, count_tokens)
+    )
+    suffix_used = sum(count_tokens(_as_lf(text)) for text in lines[line + 1 : end])
+    prefix_budget = budget - used - suffix_used
     before = _reach(lines, range(line - 1, -1, -1), prefix_budget, count_tokens)
-    if before.count == line and after.count < len(lines) - line - 1:
+    if before.count == line and end < len(lines):
         # The prefix ran out of document: give what it left to the suffix.
-        after = _reach(
-            lines, range(line + 1, len(lines)), budget - used - before.tokens, count_tokens
-        )
-
+        room = budget - used - before.tokens
+        end = _snap_end(lines, line, _reach(lines, range(line + 1, len(lines)), room, count_tokens))
     first = line - before.count
     if first > 0:
         first = min(-(-first // BLOCK_LINES) * BLOCK_LINES, line)
-    end = line + 1 + after.count
-    if end < len(lines):
-        end = max(end // BLOCK_LINES * BLOCK_LINES, line + 1)
 
     prefix = "".join(_as_lf(text) for text in lines[first:line]) + head
     suffix = tail + "".join(_as_lf(text) for text in lines[line + 1 : end])
     return Window(prefix=prefix, suffix=suffix, first_line=first, end_line=end)
+
+
+def _snap_end(lines: Sequence[str], line: int, after: _Reach) -> int:
+    """The suffix's end line, moved back to a block boundary unless it is the document's end."""
+    end = line + 1 + after.count
+    if end < len(lines):
+        end = max(end // BLOCK_LINES * BLOCK_LINES, line + 1)
+    return end
 
 
 @dataclass(frozen=True)

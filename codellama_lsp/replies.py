@@ -1,4 +1,4 @@
-"""LSP replies built from a completion: pure functions from text and positions to lsprotocol types."""
+"""LSP replies built from a completion: pure functions from text and positions."""
 
 from __future__ import annotations
 

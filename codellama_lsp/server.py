@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import uuid
 from collections.abc import Generator
 from typing import Any
@@ -67,13 +69,14 @@ class CodeLlamaServer(LanguageServer):
         self.documents: dict[str, TextDocument] = {}
         self.worker: Worker | None = None
         self._progress: asyncio.Task[str | None] | None = None
-
-    @property
-    def encoding(self) -> Encoding:
-        return self.workspace.position_encoding.value  # type: ignore[return-value]
+        self.encoding: Encoding = "utf-16"
+        self.event_loop: asyncio.AbstractEventLoop | None = None
+        self.initial_problems: list[str] = []
+        self.shut_down = False
 
     def apply_settings(self, raw: Any) -> None:
-        self.settings, problems = parse_settings(raw, self.base_settings)
+        """Settings changed at run time: what is named changes, the rest stays."""
+        self.settings, problems = parse_settings(raw, self.settings)
         for problem in problems:
             self.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
         if self.worker is not None:
@@ -85,7 +88,8 @@ class CodeLlamaServer(LanguageServer):
 
     def on_load_event(self, event: LoadEvent) -> None:
         """Called on the loader thread: hop to the event loop, which owns the connection."""
-        self.loop.call_soon_threadsafe(self._show_load_event, event)
+        assert self.event_loop is not None
+        self.event_loop.call_soon_threadsafe(self._show_load_event, event)
 
     def _show_load_event(self, event: LoadEvent) -> None:
         if event.kind == "begin":
@@ -93,7 +97,9 @@ class CodeLlamaServer(LanguageServer):
             return
         if event.kind == "failed":
             self.tell(types.MessageType.Error, event.message)
-        asyncio.ensure_future(self._end_progress(event.message))
+        if self._progress is not None:
+            self._progress.add_done_callback(lambda task: self._end_progress(task, event.message))
+            self._progress = None
 
     async def _begin_progress(self, title: str) -> str | None:
         capabilities = self.client_capabilities
@@ -109,12 +115,8 @@ class CodeLlamaServer(LanguageServer):
         )
         return token
 
-    async def _end_progress(self, message: str) -> None:
-        if self._progress is None:
-            return
-        token = await self._progress
-        self._progress = None
-        if token is not None:
+    def _end_progress(self, begun: asyncio.Task[str | None], message: str) -> None:
+        if not begun.cancelled() and (token := begun.result()) is not None:
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
 
     def document(self, uri: str) -> TextDocument | None:
@@ -170,18 +172,28 @@ class CodeLlamaServer(LanguageServer):
         return outcome
 
 
+def terminate(code: int) -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def create_server(base: Settings) -> CodeLlamaServer:
     server = CodeLlamaServer(base)
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: CodeLlamaServer, params: types.InitializeParams) -> None:
+        ls.event_loop = asyncio.get_running_loop()
+        negotiated = ls.workspace.position_encoding
+        ls.encoding = getattr(negotiated, "value", negotiated) or "utf-16"  # type: ignore[assignment]
         ls.worker = Worker(ls.on_load_event)
         options = params.initialization_options
-        ls.settings, ls._initial_problems = parse_settings(options, ls.base_settings)
+        ls.settings, ls.initial_problems = parse_settings(options, ls.base_settings)
 
     @server.feature(types.INITIALIZED)
     def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
-        for problem in ls._initial_problems:
+        for problem in ls.initial_problems:
             ls.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
         assert ls.worker is not None
         ls.worker.configure(ls.settings)
@@ -305,7 +317,19 @@ def create_server(base: Settings) -> CodeLlamaServer:
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: CodeLlamaServer, params: None) -> None:
+        ls.shut_down = True
         if ls.worker is not None:
             ls.worker.stop()
+
+    @server.feature(types.EXIT)
+    def exit_(ls: CodeLlamaServer, params: None) -> None:
+        """Exit now, 0 after `shutdown` and 1 without, as the spec says.
+
+        The process ends here rather than through interpreter teardown, which a loader thread
+        still inside torch or transformers can turn into a crash with another exit code.
+        """
+        if ls.worker is not None:
+            ls.worker.stop()
+        terminate(0 if ls.shut_down else 1)
 
     return server

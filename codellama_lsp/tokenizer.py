@@ -8,6 +8,7 @@ sentencepiece) itself and exposes the two encodings the reference recipe needs.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -146,7 +147,9 @@ class FimTokenizer:
         return b"".join(self._piece_bytes[i] for i in ids)
 
     def decode(self, ids: list[int]) -> str:
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+        """The text of `ids`, without a trailing character whose bytes are still incomplete."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return decoder.decode(self.decode_bytes(ids), final=False)
 
     def _neutralize(self, ids: list[int]) -> list[int]:
         """Spell any control id that file text produced as byte tokens of the same text."""

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from model_factory import build_model, build_tokenizer  # noqa: E402
+from model_factory import build_model, build_tokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CODELLAMA_TOKENIZER = SHARED / "codellama-7b-hf-tokenizer"

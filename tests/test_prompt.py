@@ -40,7 +40,14 @@ def test_reference_ids_both_orders_both_tokenizer_files(codellama_tokenizer_dir,
 def test_codellama_infilling_ids(codellama_tokenizer_dir):
     tokenizer = load_tokenizer(str(codellama_tokenizer_dir))
     ids = tokenizer.ids
-    assert (ids.bos, ids.eos, ids.pre, ids.suf, ids.mid, ids.eot) == (1, 2, 32007, 32008, 32009, 32010)
+    assert (ids.bos, ids.eos, ids.pre, ids.suf, ids.mid, ids.eot) == (
+        1,
+        2,
+        32007,
+        32008,
+        32009,
+        32010,
+    )
 
 
 def test_file_text_never_becomes_a_control_id(codellama_tokenizer_dir, fim_vectors):

@@ -25,6 +25,10 @@ PREFILL_CHUNK = 256
 class Cancelled(Exception):
     """The request was cancelled or superseded; the cache stays valid for what it holds."""
 
+    def __init__(self, generated: int) -> None:
+        super().__init__(f"cancelled after {generated} generated tokens")
+        self.generated = generated
+
 
 @dataclass
 class CachedSequence:
@@ -91,7 +95,7 @@ def generate(
     with torch.inference_mode():
         for begin in range(reuse, len(prompt), PREFILL_CHUNK):
             if cancelled():
-                raise Cancelled
+                raise Cancelled(0)
             chunk = prompt[begin : begin + PREFILL_CHUNK]
             logits = _forward(model, chunk, state, device)
         first_token_s = 0.0
@@ -109,7 +113,7 @@ def generate(
             if len(out) >= max_new_tokens or should_stop(out):
                 break
             if cancelled():
-                raise Cancelled
+                raise Cancelled(len(out))
             logits = _forward(model, [token], state, device)
     return Generated(
         ids=out,
@@ -126,9 +130,7 @@ def _forward(
 ) -> torch.Tensor:
     """Run `ids` after what the cache holds; the logits of the last position."""
     input_ids = torch.tensor([ids], dtype=torch.long, device=device)
-    output = model(
-        input_ids=input_ids, past_key_values=state.cache, use_cache=True, logits_to_keep=1
-    )
+    output = model(input_ids=input_ids, cache=state.cache, use_cache=True, logits_to_keep=1)
     state.ids.extend(ids)
     return output.logits[0, -1]
 

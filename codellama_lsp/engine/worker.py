@@ -282,16 +282,15 @@ class Worker:
             job.resolve(Outcome("superseded" if job.superseded else "cancelled"))
             return
         state = self._sessions.pop(job.key, None) or CachedSequence()
-        before = len(state.ids)
         try:
             infill = complete(loaded, job.request, state, counter, job.cancel.is_set)
-        except Cancelled:
+        except Cancelled as cancelled:
             self._sessions[job.key] = state
             self._trim_sessions()
             status: Status = "superseded" if job.superseded else "cancelled"
             with self._cond:
                 setattr(self._stats, status, getattr(self._stats, status) + 1)
-                self._stats.wasted_tokens += max(len(state.ids) - before, 0)
+                self._stats.wasted_tokens += cancelled.generated
             job.resolve(Outcome(status))
             return
         except Exception as error:

@@ -1,0 +1,238 @@
+"""The real server over LSP, with a tiny random-weight model that the tests build."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+from lsp_session import (
+    change,
+    inline_params,
+    open_document,
+    prompt_at,
+    session,
+    stats,
+    units,
+)
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+
+URI = "file:///work/example.py"
+LINE = "label = '😀 漢字 café'; total = compute("
+TEXT = f"import math\n\n\ndef area(r):\n    {LINE}\n    return total\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8", "utf-32"])
+async def test_completion_ranges_in_every_encoding(tiny_model_dir, encoding):
+    async with session(
+        {"model": str(tiny_model_dir), "maxNewTokens": 8}, encoding=encoding
+    ) as client:
+        open_document(client, URI, TEXT)
+        cursor = types.Position(line=4, character=units("    " + LINE, encoding))
+
+        shown = await prompt_at(client, URI, cursor)
+        assert shown["text"].endswith(f"<MID> import math\n\n\ndef area(r):\n    {LINE}")
+
+        inline = await client.text_document_inline_completion_async(inline_params(URI, cursor))
+        assert inline is not None and len(inline.items) == 1
+        item = inline.items[0]
+        assert item.range == types.Range(cursor, cursor)
+        assert isinstance(item.insert_text, str) and item.insert_text
+
+        listed = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=URI), position=cursor
+            )
+        )
+        assert isinstance(listed, types.CompletionList) and listed.is_incomplete
+        edit = listed.items[0].text_edit
+        assert isinstance(edit, types.TextEdit)
+        # The edit covers the word before the cursor ("compute(" ends in "(": no word).
+        assert edit.range == types.Range(cursor, cursor)
+        assert edit.new_text == item.insert_text
+
+        cursor_in_word = types.Position(
+            line=4, character=units("    label = '😀 漢字 caf", encoding)
+        )
+        listed = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=URI), position=cursor_in_word
+            )
+        )
+        edit = listed.items[0].text_edit
+        word_start = types.Position(line=4, character=units("    label = '😀 漢字 ", encoding))
+        assert edit.range == types.Range(word_start, cursor_in_word)
+        assert edit.new_text.startswith("caf")
+
+
+async def test_the_server_and_the_cli_give_the_same_completion(tiny_model_dir, tmp_path):
+    source = tmp_path / "example.py"
+    source.write_text(TEXT, encoding="utf-8")
+    column = len("    " + LINE)
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "codellama_lsp",
+            "complete",
+            f"{source}:5:{column + 1}",
+            "--model",
+            str(tiny_model_dir),
+            "--max-new-tokens",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    async with session(
+        {"model": str(tiny_model_dir), "maxNewTokens": 8}, encoding="utf-32"
+    ) as client:
+        open_document(client, URI, TEXT)
+        cursor = types.Position(line=4, character=column)
+        inline = await client.text_document_inline_completion_async(inline_params(URI, cursor))
+        assert inline.items[0].insert_text + "\n" == printed.stdout
+        progress = [report for reports in client.progress_reports.values() for report in reports]
+        assert [type(p).__name__ for p in progress] == [
+            "WorkDoneProgressBegin",
+            "WorkDoneProgressEnd",
+        ]
+
+
+async def test_crlf_documents(tiny_model_dir):
+    text = "def f(a, b):\r\n    total = a\r\n    \r\n    return total\r\n"
+    async with session({"model": str(tiny_model_dir), "maxNewTokens": 24}) as client:
+        open_document(client, URI, text)
+        change(client, URI, 2, types.Position(2, 4), types.Position(2, 4), "total += b\r\n    ")
+        cursor = types.Position(3, 4)
+        shown = await prompt_at(client, URI, cursor)
+        assert "\r" not in shown["text"]
+        assert shown["text"].endswith("<MID> def f(a, b):\n    total = a\n    total += b\n    ")
+        inline = await client.text_document_inline_completion_async(inline_params(URI, cursor))
+        for item in inline.items:
+            assert "\n" not in item.insert_text.replace("\r\n", "")
+
+
+async def test_a_burst_of_changes_runs_the_model_once(tiny_model_dir):
+    async with session(
+        {"model": str(tiny_model_dir), "maxNewTokens": 8, "debounceMs": 200}
+    ) as client:
+        open_document(client, URI, "x = ")
+        requests = []
+        for i in range(10):
+            change(client, URI, i + 2, types.Position(0, 4 + i), types.Position(0, 4 + i), "a")
+            cursor = types.Position(0, 5 + i)
+            requests.append(
+                client.text_document_inline_completion_async(
+                    inline_params(URI, cursor, automatic=True)
+                )
+            )
+        answers = await asyncio.gather(*requests)
+        assert all(not answer.items for answer in answers[:-1])
+        assert answers[-1].items
+        counted = await stats(client)
+        assert counted["completed"] == 1
+        assert counted["superseded"] == 9
+        assert counted["requests"] == 10
+
+
+async def test_cancel_request_is_answered_request_cancelled(tiny_model_dir):
+    options = {"model": str(tiny_model_dir), "maxNewTokens": 4096, "debounceMs": 0}
+    async with session(options) as client:
+        cursor = types.Position(line=5, character=0)
+        protocol = client.protocol
+        for attempt in range(2):  # once at once, once surely while generating
+            uri = f"file:///work/cancel{attempt}.py"
+            open_document(client, uri, TEXT)
+            msg_id = f"cancel-me-{attempt}"
+            future = protocol.send_request(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, cursor), msg_id=msg_id
+            )
+            await asyncio.sleep(0.5 * attempt)
+            protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
+            with pytest.raises(JsonRpcRequestCancelled):
+                await asyncio.wrap_future(future)
+        for _ in range(100):  # the worker counts a job once it has stopped (within one token)
+            counted = await stats(client)
+            if counted["cancelled"] == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert counted["cancelled"] == 2 and counted["completed"] == 0
+        # The worker is free again: the next request completes.
+        options_now = {"codellama": {"maxNewTokens": 4}}
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=options_now)
+        )
+        end_of_line = types.Position(line=4, character=units("    " + LINE, "utf-16"))
+        answer = await client.text_document_inline_completion_async(
+            inline_params("file:///work/cancel0.py", end_of_line)
+        )
+        assert answer.items
+
+
+async def test_settings_change_at_run_time(tiny_model_dir):
+    async with session({"model": str(tiny_model_dir), "maxNewTokens": 4}) as client:
+        open_document(client, URI, TEXT)
+        cursor = types.Position(line=5, character=4)
+        spm = await prompt_at(client, URI, cursor)
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"codellama": {"order": "psm"}})
+        )
+        psm = await prompt_at(client, URI, cursor)
+        assert (spm["order"], psm["order"]) == ("spm", "psm")
+        assert spm["ids"][:3] == [1, 3, 4] and psm["ids"][:2] == [1, 3] and psm["ids"][2] != 4
+        assert psm["text"].startswith("<s> <PRE> import math")
+
+
+async def test_invalid_settings_are_reported_and_defaults_used(tiny_model_dir):
+    options = {"model": str(tiny_model_dir), "maxNewTokens": -1, "order": "sideways", "colour": 1}
+    async with session(options) as client:
+        texts = [message.message for message in client.messages]
+        assert any("maxNewTokens" in t and "between 1 and 4096" in t for t in texts), texts
+        assert any("order" in t and "sideways" in t for t in texts), texts
+        assert any("unknown setting 'colour'" in t for t in texts), texts
+        open_document(client, URI, TEXT)
+        shown = await prompt_at(client, URI, types.Position(5, 4))
+        assert shown["order"] == "spm"
+
+
+async def test_a_broken_model_path_is_shown_and_the_server_keeps_serving(tmp_path):
+    missing = tmp_path / "no-such-model"
+    async with session({"model": str(missing)}, wait_ready=False) as client:
+        for _ in range(100):
+            if client.messages:
+                break
+            await asyncio.sleep(0.1)
+        assert client.messages, "no message about the model"
+        message = client.messages[0]
+        assert message.type == types.MessageType.Error
+        assert "no-such-model" in message.message and "no such folder" in message.message
+        open_document(client, URI, TEXT)
+        answer = await client.text_document_inline_completion_async(
+            inline_params(URI, types.Position(5, 4))
+        )
+        assert not answer.items
+        assert (await stats(client))["notReady"] == 1
+
+
+async def test_requests_before_the_model_is_ready_are_answered_empty_at_once(tiny_model_dir):
+    async with session({"model": str(tiny_model_dir)}, wait_ready=False) as client:
+        open_document(client, URI, TEXT)
+        answer = await client.text_document_inline_completion_async(
+            inline_params(URI, types.Position(5, 4))
+        )
+        assert not answer.items
+        assert (await stats(client))["notReady"] == 1
+
+
+@pytest.mark.parametrize(("shutdown", "code"), [(True, 0), (False, 1)])
+async def test_exit_codes(tiny_model_dir, shutdown, code):
+    async with session({"model": str(tiny_model_dir)}, wait_ready=False) as client:
+        if shutdown:
+            await client.shutdown_async(None)
+        client.exit(None)
+        server = client._server
+        assert server is not None
+        assert await asyncio.wait_for(server.wait(), 30) == code
