@@ -230,7 +230,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
         if ls.worker is not None:
             ls.worker.forget(params.text_document.uri)
 
-    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION)
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
         ls: CodeLlamaServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:

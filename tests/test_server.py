@@ -236,3 +236,48 @@ async def test_exit_codes(tiny_model_dir, shutdown, code):
         server = client._server
         assert server is not None
         assert await asyncio.wait_for(server.wait(), 30) == code
+
+
+async def test_the_selected_popup_item_becomes_part_of_the_prefix(tiny_model_dir):
+    async with session({"model": str(tiny_model_dir), "maxNewTokens": 6}) as client:
+        open_document(client, URI, "def f(total):\n    name = caf")
+        typed = "file:///work/typed.py"
+        open_document(client, typed, "def f(total):\n    name = café_total")
+        start, cursor = types.Position(1, 11), types.Position(1, 14)
+        params = inline_params(URI, cursor)
+        params.context.selected_completion_info = types.SelectedCompletionInfo(
+            range=types.Range(start, cursor), text="café_total"
+        )
+        selected = await client.text_document_inline_completion_async(params)
+        plain = await client.text_document_inline_completion_async(
+            inline_params(typed, types.Position(1, 21))
+        )
+        assert plain.items and selected.items
+        assert selected.items[0].range == types.Range(start, cursor)
+        assert selected.items[0].insert_text == "café_total" + plain.items[0].insert_text
+
+
+async def test_trigger_characters_and_languages(tiny_model_dir):
+    options = {"model": str(tiny_model_dir), "maxNewTokens": 4, "languages": {"markdown": False}}
+    async with session(options) as client:
+        open_document(client, URI, TEXT)
+        open_document(client, "file:///work/notes.md", "# Notes\n\nSome text", "markdown")
+        cursor = types.Position(line=4, character=units("    " + LINE, "utf-16"))
+
+        def completion(uri, position, character):
+            return client.text_document_completion_async(
+                types.CompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=position,
+                    context=types.CompletionContext(
+                        trigger_kind=types.CompletionTriggerKind.TriggerCharacter,
+                        trigger_character=character,
+                    ),
+                )
+            )
+
+        assert not (await completion(URI, cursor, "x")).items
+        assert not (await completion("file:///work/notes.md", types.Position(2, 9), ".")).items
+        assert (await stats(client))["requests"] == 0
+        assert (await completion(URI, cursor, "(")).items
+        assert (await stats(client))["requests"] == 1

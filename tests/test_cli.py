@@ -1,0 +1,210 @@
+"""The command line as a user runs it: real processes, real files, one clear line on failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from codellama_lsp import __version__
+
+SOURCE = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return \n"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "codellama_lsp", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("codellama-lsp: error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "example.py"
+    path.write_text(SOURCE, encoding="utf-8")
+    return path
+
+
+def test_complete_end_to_end_on_a_tiny_model(tiny_model_dir, source):
+    result = run(
+        "complete", f"{source}:6:12", "--model", str(tiny_model_dir), "--max-new-tokens", "6"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("\n") and len(result.stdout) > 1
+    assert "prompt tokens" in result.stderr and "first token" in result.stderr
+
+
+def test_prompt_reproduces_the_reference_ids(codellama_tokenizer_dir, fim_vectors, tmp_path):
+    case = next(
+        c
+        for c in map(json.loads, fim_vectors.read_text(encoding="utf-8").splitlines())
+        if not c["spells_marker"] and "\n" in c["prefix"] and "\n" in c["suffix"].strip()
+    )
+    path = tmp_path / "case.py"
+    path.write_bytes((case["prefix"] + case["suffix"]).encode("utf-8"))
+    line = case["prefix"].count("\n") + 1
+    column = len(case["prefix"].rsplit("\n", 1)[-1]) + 1
+    for order in ("psm", "spm"):
+        result = run(
+            "prompt",
+            f"{path}:{line}:{column}",
+            "--format",
+            "ids",
+            "--order",
+            order,
+            "--model",
+            str(codellama_tokenizer_dir),
+        )
+        assert result.returncode == 0, result.stderr
+        assert [int(i) for i in result.stdout.split()] == case[order]
+
+
+def test_prompt_as_text(codellama_tokenizer_dir, source):
+    result = run(
+        "prompt", f"{source}:6:12", "--order", "psm", "--model", str(codellama_tokenizer_dir)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"<s> <PRE> {SOURCE[:-1]} <SUF>\n <MID>\n"
+
+
+def test_prompt_needs_no_weights(tiny_model_dir, tmp_path, source):
+    tokenizer_only = tmp_path / "tokenizer-only"
+    tokenizer_only.mkdir()
+    (tokenizer_only / "tokenizer.model").write_bytes(
+        (tiny_model_dir / "tokenizer.model").read_bytes()
+    )
+    result = run("prompt", f"{source}:2:5", "--model", str(tokenizer_only))
+    assert result.returncode == 0, result.stderr
+    assert "<MID>" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("where", "fragments"),
+    [
+        ("missing.py:1:1", ("missing.py", "no such file")),
+        ("example.py:99:1", ("line 99 is past the end",)),
+        ("example.py:2:99", ("column 99 is past the end",)),
+        ("example.py:2", ("expected FILE:LINE:COL",)),
+        ("example.py:0:1", ("count from 1",)),
+    ],
+)
+def test_bad_positions(tiny_model_dir, source, where, fragments):
+    result = run("prompt", str(source.parent / where), "--model", str(tiny_model_dir))
+    assert_one_line_error(result, *fragments)
+
+
+def test_a_folder_without_a_tokenizer(tmp_path, source):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    assert_one_line_error(
+        run("prompt", f"{source}:1:1", "--model", str(empty)),
+        "no tokenizer.json or tokenizer.model",
+    )
+
+
+def test_a_tokenizer_without_infilling_pieces(plain_tokenizer_dir, source):
+    assert_one_line_error(
+        run("prompt", f"{source}:1:1", "--model", str(plain_tokenizer_dir)),
+        "not a Code Llama infilling tokenizer",
+    )
+
+
+def test_a_hub_model_that_is_not_cached_while_offline(source):
+    assert_one_line_error(
+        run("complete", f"{source}:1:1", "--model", "codellama/CodeLlama-7b-hf"),
+        "not a local folder",
+        "could not be reached",
+    )
+
+
+def test_pickled_weights_are_refused(tiny_model_dir, tmp_path, source):
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for name in ("config.json", "tokenizer.model"):
+        (pickled / name).write_bytes((tiny_model_dir / name).read_bytes())
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    assert_one_line_error(
+        run("complete", f"{source}:1:1", "--model", str(pickled)), "no .safetensors weights"
+    )
+
+
+def test_no_gpu_and_no_bitsandbytes(tiny_model_dir, source):
+    assert_one_line_error(
+        run("complete", f"{source}:1:1", "--model", str(tiny_model_dir), "--device", "cuda"),
+        "no CUDA GPU",
+    )
+    assert_one_line_error(
+        run("complete", f"{source}:1:1", "--model", str(tiny_model_dir), "--quantization", "4bit"),
+        "bitsandbytes",
+    )
+
+
+def test_version_and_help():
+    assert run("--version").stdout.strip() == f"codellama-lsp {__version__}"
+    helped = run("--help")
+    assert helped.returncode == 0
+    for word in ("serve", "complete", "prompt", "--tcp", "--log-file", "--log-level"):
+        assert word in helped.stdout
+
+
+def test_tcp_listens_on_loopback_only(tiny_model_dir, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "server.log"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "codellama_lsp",
+            "--tcp",
+            str(port),
+            "--log-file",
+            str(log),
+            "--log-level",
+            "info",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}
+        ).encode()
+        for _ in range(300):
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not listen on 127.0.0.1")
+        with connection:
+            connection.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            reply = connection.recv(65536)
+            listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
+        assert b'"capabilities"' in reply and b"inlineCompletionProvider" in reply
+        bound = [line for line in listening.splitlines() if f":{port} " in line]
+        assert bound and all("127.0.0.1:" in line for line in bound), listening
+    finally:
+        server.kill()
+        server.wait()
