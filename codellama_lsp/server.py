@@ -26,6 +26,7 @@ from .document import Encoding, TextDocument
 from .engine.infill import InfillRequest
 from .engine.worker import Job, LoadEvent, Outcome, Worker
 from .replies import completion_items, inline_items, word_start
+from .reuse import RecentSuggestions, context_at
 from .settings import Settings, parse_settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class CodeLlamaServer(LanguageServer):
         self.event_loop: asyncio.AbstractEventLoop | None = None
         self.initial_problems: list[str] = []
         self.shut_down = False
+        self.recent = RecentSuggestions()
+        self.reused = 0
 
     def apply_settings(self, raw: Any) -> None:
         """Settings changed at run time: what is named changes, the rest stays."""
@@ -158,6 +161,29 @@ class CodeLlamaServer(LanguageServer):
         )
         return request, first
 
+    async def complete(
+        self,
+        document: TextDocument,
+        line: int,
+        column: int,
+        debounce: bool,
+        typed: tuple[int, str] | None = None,
+    ) -> str | None:
+        """The completion at a cursor: from a recent suggestion if typing agrees with it."""
+        context = context_at(document.lines, line, column)
+        if self.settings.reuse_completions and typed is None:
+            rest = self.recent.lookup(document.uri, context)
+            if rest is not None:
+                self.reused += 1
+                return rest
+        request, _ = self.request_at(document, line, column, typed)
+        outcome = await self.run(document.uri, request, debounce)
+        if outcome.infill is None:
+            return None
+        if typed is None:
+            self.recent.remember(document.uri, context, outcome.infill.text)
+        return outcome.infill.text
+
     async def run(self, key: str, request: InfillRequest, debounce: bool) -> Outcome:
         assert self.worker is not None
         delay = self.settings.debounce_ms / 1000 if debounce else 0.0
@@ -227,6 +253,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.documents.pop(params.text_document.uri, None)
+        ls.recent.forget(params.text_document.uri)
         if ls.worker is not None:
             ls.worker.forget(params.text_document.uri)
 
@@ -246,12 +273,11 @@ def create_server(base: Settings) -> CodeLlamaServer:
             start_line, start_column = ls.locate(document, selected.range.start)
             if start_line == line and start_column <= column:
                 start, typed = selected.range.start, selected.text
-        request, _ = ls.request_at(document, line, column, (start_column, typed) if typed else None)
         automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
-        outcome = await ls.run(params.text_document.uri, request, debounce=automatic)
-        if outcome.infill is None:
-            return empty
-        return inline_items(outcome.infill.text, start, params.position, typed)
+        text = await ls.complete(
+            document, line, column, automatic, (start_column, typed) if typed else None
+        )
+        return inline_items(text or "", start, params.position, typed)
 
     @server.feature(
         types.TEXT_DOCUMENT_COMPLETION,
@@ -275,21 +301,18 @@ def create_server(base: Settings) -> CodeLlamaServer:
         line, column = ls.locate(document, params.position)
         text = document.line_text(line)
         begin = word_start(text, column)
-        request, _ = ls.request_at(document, line, column)
-        outcome = await ls.run(
-            params.text_document.uri, request, debounce=kind != types.CompletionTriggerKind.Invoked
+        completed = await ls.complete(
+            document, line, column, debounce=kind != types.CompletionTriggerKind.Invoked
         )
-        if outcome.infill is None:
-            return empty
         start = document.position(line, begin, ls.encoding)
         return completion_items(
-            outcome.infill.text, text[begin:column], start, params.position, document.language_id
+            completed or "", text[begin:column], start, params.position, document.language_id
         )
 
     @server.feature(STATS)
     def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
         assert ls.worker is not None
-        return ls.worker.stats()
+        return {**ls.worker.stats(), "reused": ls.reused}
 
     @server.feature(PROMPT)
     async def prompt(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:

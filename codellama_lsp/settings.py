@@ -38,6 +38,12 @@ class Settings:
     trigger_characters: list[str] = field(
         default_factory=lambda: [".", "(", "[", "{", ",", "=", ":"]
     )
+    cache_documents: int = field(default=8, metadata={"min": 0, "max": 256})
+    """How many documents keep a KV cache of their last prompt (0: no cache)."""
+    cache_megabytes: int = field(default=2048, metadata={"min": 0, "max": 1_000_000})
+    """The most memory all those caches may hold together."""
+    reuse_completions: bool = True
+    """Answer from a recent suggestion when what was typed since matches it, without the model."""
     trust_remote_code: bool = False
     """Runs Python code from the model's folder or hub page: only for checkpoints you trust."""
 

@@ -281,3 +281,53 @@ async def test_trigger_characters_and_languages(tiny_model_dir):
         assert (await stats(client))["requests"] == 0
         assert (await completion(URI, cursor, "(")).items
         assert (await stats(client))["requests"] == 1
+
+
+async def test_typed_through_reuse(tiny_model_dir):
+    async with session({"model": str(tiny_model_dir), "maxNewTokens": 8}) as client:
+        open_document(client, URI, TEXT)
+        column = units("    " + LINE, "utf-16")
+        first = await client.text_document_inline_completion_async(
+            inline_params(URI, types.Position(4, column))
+        )
+        suggestion = first.items[0].insert_text
+        assert len(suggestion) >= 2
+        change(client, URI, 2, types.Position(4, column), types.Position(4, column), suggestion[0])
+        column += units(suggestion[0], "utf-16")
+        typed = await client.text_document_inline_completion_async(
+            inline_params(URI, types.Position(4, column), automatic=True)
+        )
+        assert typed.items[0].insert_text == suggestion[1:]
+        counted = await stats(client)
+        assert (counted["reused"], counted["requests"]) == (1, 1)
+
+        other = "#" if suggestion[1] != "#" else "@"
+        change(client, URI, 3, types.Position(4, column), types.Position(4, column), other)
+        await client.text_document_inline_completion_async(
+            inline_params(URI, types.Position(4, column + 1))
+        )
+        counted = await stats(client)
+        assert (counted["reused"], counted["requests"]) == (1, 2)
+
+
+async def test_the_kv_cache_stays_within_its_bounds(tiny_model_dir):
+    options = {"model": str(tiny_model_dir), "maxNewTokens": 2, "cacheDocuments": 3}
+    async with session(options) as client:
+        cursor = types.Position(line=4, character=units("    " + LINE, "utf-16"))
+        for i in range(5):
+            open_document(client, f"file:///work/doc{i}.py", TEXT)
+            await client.text_document_inline_completion_async(
+                inline_params(f"file:///work/doc{i}.py", cursor)
+            )
+        counted = await stats(client)
+        assert counted["cachedDocuments"] == 3 and counted["cacheBytes"] > 0
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"codellama": {"cacheMegabytes": 0}})
+        )
+        open_document(client, "file:///work/doc5.py", TEXT)
+        answer = await client.text_document_inline_completion_async(
+            inline_params("file:///work/doc5.py", cursor)
+        )
+        assert answer.items
+        counted = await stats(client)
+        assert (counted["cachedDocuments"], counted["cacheBytes"]) == (0, 0)

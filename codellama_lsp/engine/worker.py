@@ -26,8 +26,7 @@ from .generation import CachedSequence, Cancelled
 from .infill import Infill, InfillRequest, LineTokenCounter, complete, prompt_for
 from .model import LoadedModel, ModelLoadError, load_model
 
-MAX_CACHED_DOCUMENTS = 8
-RECENT_LATENCIES = 32
+RECENT_REQUESTS = 64
 
 Status = Literal["completed", "superseded", "cancelled", "failed", "not-ready"]
 
@@ -64,6 +63,14 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     superseded: bool = False
     number: int = 0
+    cancelled_at: float | None = None
+    """When the cancel flag was set: the worker reports how long it took to stop."""
+
+    def stop(self, superseded: bool) -> None:
+        self.superseded = superseded
+        if self.cancelled_at is None:
+            self.cancelled_at = time.perf_counter()
+        self.cancel.set()
 
     def resolve(self, outcome: Outcome) -> None:
         if not self.future.done():
@@ -84,7 +91,8 @@ class Stats:
     wasted_tokens: int = 0
     """Tokens generated for requests that were then superseded or cancelled."""
     cache_hits: int = 0
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_LATENCIES))
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
+    """One entry per finished job, newest last: what the benchmarks and status lines read."""
 
 
 class Worker:
@@ -101,6 +109,8 @@ class Worker:
         self._model_key: tuple[object, ...] | None = None
         self._load_generation = 0
         self._sessions: OrderedDict[str, CachedSequence] = OrderedDict()
+        self._cache_documents = Settings.cache_documents
+        self._cache_bytes = Settings.cache_megabytes * 2**20
         self._numbers = itertools.count(1)
         self._stats = Stats()
         self._thread = threading.Thread(target=self._run, name="codellama-worker", daemon=True)
@@ -115,6 +125,8 @@ class Worker:
     def configure(self, settings: Settings) -> None:
         """Load the model the settings name, unless it is the one already loaded or loading."""
         with self._cond:
+            self._cache_documents = settings.cache_documents
+            self._cache_bytes = settings.cache_megabytes * 2**20
             if settings.model_key() == self._model_key:
                 return
             self._model_key = settings.model_key()
@@ -139,8 +151,7 @@ class Worker:
                 self._stats.superseded += 1
                 older.resolve(Outcome("superseded"))
             if self._running is not None and self._running.key == key:
-                self._running.superseded = True
-                self._running.cancel.set()
+                self._running.stop(superseded=True)
             self._pending[key] = job
             self._cond.notify()
         return job
@@ -151,7 +162,7 @@ class Worker:
                 del self._pending[job.key]
                 self._stats.cancelled += 1
                 job.resolve(Outcome("cancelled"))
-            job.cancel.set()
+            job.stop(superseded=False)
 
     def prompt(self, request: InfillRequest) -> Future[PromptView]:
         """The prompt a completion would send, built on the worker thread like every prompt."""
@@ -180,7 +191,7 @@ class Worker:
                 "cacheHits": stats.cache_hits,
                 "cachedDocuments": len(self._sessions),
                 "cacheBytes": sum(s.nbytes() for s in self._sessions.values()),
-                "recentLatenciesMs": [round(ms, 1) for ms in stats.latencies_ms],
+                "recent": list(stats.recent),
                 "model": self._loaded.description if self._loaded else None,
             }
 
@@ -191,7 +202,7 @@ class Worker:
                 job.future.cancel()
             self._pending.clear()
             if self._running is not None:
-                self._running.cancel.set()
+                self._running.stop(superseded=False)
             self._cond.notify()
         self._thread.join(timeout=5)
 
@@ -278,26 +289,19 @@ class Worker:
             job.resolve(Outcome("not-ready"))
             return
         if job.cancel.is_set():
-            self._count("superseded" if job.superseded else "cancelled")
-            job.resolve(Outcome("superseded" if job.superseded else "cancelled"))
+            self._finish_cancelled(job, generated=0)
             return
         state = self._sessions.pop(job.key, None) or CachedSequence()
         try:
             infill = complete(loaded, job.request, state, counter, job.cancel.is_set)
         except Cancelled as cancelled:
-            self._sessions[job.key] = state
-            self._trim_sessions()
-            status: Status = "superseded" if job.superseded else "cancelled"
-            with self._cond:
-                setattr(self._stats, status, getattr(self._stats, status) + 1)
-                self._stats.wasted_tokens += cancelled.generated
-            job.resolve(Outcome(status))
+            self._keep(job.key, state)
+            self._finish_cancelled(job, cancelled.generated)
             return
         except Exception as error:
             self._fail(job, error)
             return
-        self._sessions[job.key] = state
-        self._trim_sessions()
+        self._keep(job.key, state)
         with self._cond:
             stats = self._stats
             stats.completed += 1
@@ -305,8 +309,28 @@ class Worker:
             stats.prefilled_tokens += infill.prefilled
             stats.generated_tokens += infill.generated
             stats.cache_hits += infill.prefilled < infill.prompt_tokens
-            stats.latencies_ms.append(infill.total_s * 1000)
+            stats.recent.append(
+                {
+                    "status": "completed",
+                    "promptTokens": infill.prompt_tokens,
+                    "prefilled": infill.prefilled,
+                    "generated": infill.generated,
+                    "firstTokenMs": round(infill.first_token_s * 1000, 2),
+                    "engineMs": round(infill.total_s * 1000, 2),
+                }
+            )
         job.resolve(Outcome("completed", infill))
+
+    def _finish_cancelled(self, job: Job, generated: int) -> None:
+        status: Status = "superseded" if job.superseded else "cancelled"
+        stopped_ms = (time.perf_counter() - (job.cancelled_at or time.perf_counter())) * 1000
+        with self._cond:
+            setattr(self._stats, status, getattr(self._stats, status) + 1)
+            self._stats.wasted_tokens += generated
+            self._stats.recent.append(
+                {"status": status, "generated": generated, "stopMs": round(stopped_ms, 2)}
+            )
+        job.resolve(Outcome(status))
 
     def _fail(self, job: Job, error: Exception) -> None:
         """Any failure answers the request empty, frees what it can, and keeps the worker up."""
@@ -327,6 +351,11 @@ class Worker:
         with self._cond:
             setattr(self._stats, name, getattr(self._stats, name) + 1)
 
-    def _trim_sessions(self) -> None:
-        while len(self._sessions) > MAX_CACHED_DOCUMENTS:
+    def _keep(self, key: str, state: CachedSequence) -> None:
+        """Keep a document's cache, newest last, dropping the oldest beyond the limits."""
+        self._sessions[key] = state
+        while self._sessions and (
+            len(self._sessions) > self._cache_documents
+            or sum(s.nbytes() for s in self._sessions.values()) > self._cache_bytes
+        ):
             self._sessions.popitem(last=False)

@@ -1,0 +1,77 @@
+"""The engine in-process: the KV cache changes speed, never the answer, and stays in its bounds."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from codellama_lsp.document import TextDocument
+from codellama_lsp.engine.generation import CachedSequence, Cancelled
+from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete
+from codellama_lsp.engine.model import load_model
+from codellama_lsp.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir):
+    return load_model(Settings(model=str(tiny_model_dir)))
+
+
+def typing_trace(length: int = 40) -> list[tuple[list[str], int, int]]:
+    """A real file typed character by character on one line: (lines, line, column) per keystroke."""
+    source = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text(encoding="utf-8")
+    lines = source.splitlines(keepends=True)
+    line = next(i for i, text in enumerate(lines) if len(text.strip()) > length and i > 200)
+    typed = lines[line].rstrip("\n")
+    indent = len(typed) - len(typed.lstrip())
+    trace = []
+    for column in range(indent, indent + length):
+        document = TextDocument("file:///t.py", "python", 1, "".join(lines))
+        document.lines[line] = typed[:column] + "\n"
+        trace.append((list(document.lines), line, column))
+    return trace
+
+
+def request(lines: list[str], line: int, column: int, order: str = "spm") -> InfillRequest:
+    return InfillRequest(
+        lines=lines,
+        line=line,
+        column=column,
+        eol="\n",
+        order=order,
+        context_tokens=1024,
+        max_new_tokens=6,
+        temperature=0.0,
+    )
+
+
+@pytest.mark.parametrize("order", ["spm", "psm"])
+def test_cached_generation_equals_uncached_over_a_typing_trace(loaded, order):
+    counter = LineTokenCounter(loaded.tokenizer)
+    cached = CachedSequence()
+    prefilled = []
+    for lines, line, column in typing_trace():
+        fresh = complete(
+            loaded, request(lines, line, column, order), CachedSequence(), counter, bool
+        )
+        reused = complete(loaded, request(lines, line, column, order), cached, counter, bool)
+        assert reused.text == fresh.text
+        assert fresh.prefilled == fresh.prompt_tokens
+        prefilled.append(reused.prefilled)
+    if order == "spm":  # the prompt ends with the prefix: a keystroke costs a few tokens
+        assert sorted(prefilled)[len(prefilled) // 2] <= 3
+
+
+def test_a_cancelled_run_leaves_a_valid_cache(loaded):
+    counter = LineTokenCounter(loaded.tokenizer)
+    lines, line, column = typing_trace()[10]
+    expected = complete(loaded, request(lines, line, column), CachedSequence(), counter, bool)
+    state = CachedSequence()
+    calls = iter(range(1000))
+    with pytest.raises(Cancelled):
+        complete(loaded, request(lines, line, column), state, counter, lambda: next(calls) > 2)
+    assert state.ids and state.nbytes() > 0
+    again = complete(loaded, request(lines, line, column), state, counter, bool)
+    assert again.text == expected.text
