@@ -60,7 +60,7 @@ def read_cursor(cursor: Cursor) -> tuple[list[str], str]:
         raise UsageError(f"{cursor.path}: not UTF-8 text ({error.reason})") from None
     except OSError as error:
         raise UsageError(f"{cursor.path}: {error.strerror}") from None
-    document = TextDocument(cursor.path.as_uri(), "", 0, text)
+    document = TextDocument(cursor.path.resolve().as_uri(), "", 0, text)
     if cursor.line >= len(document.lines):
         raise UsageError(
             f"{cursor.path}: line {cursor.line + 1} is past the end ({len(document.lines)} lines)"

@@ -159,20 +159,24 @@ def _block_end(text: str, prefix: str, suffix: str) -> _Cut | None:
     """Where a multi-line completion leaves the cursor's block.
 
     A later line indented less than the cursor's line leaves the block, and so does one at
-    the same indentation when the cursor's line opens a deeper body. A lone closing bracket
+    the same indentation when the cursor's line opens a deeper body, or when the cursor is in
+    the middle of a statement (finish it, don't invent the next ones). A lone closing bracket
     there is kept (then the completion ends) unless the suffix's next line already has it.
     """
     lines = text.split("\n")
-    cursor_line = prefix[prefix.rfind("\n") + 1 :] + lines[0]
+    typed = prefix[prefix.rfind("\n") + 1 :]
+    cursor_line = typed + lines[0]
     indent = _indent_width(cursor_line)
     code = cursor_line.strip()
-    opens = code.endswith(_BLOCK_OPENERS) and not code.startswith(_COMMENT_STARTS)
+    comment = code.startswith(_COMMENT_STARTS)
+    opens = code.endswith(_BLOCK_OPENERS) and not comment
+    finishing = bool(typed.strip() and lines[0].strip()) and not comment
     supplied = _first_text_line(suffix.partition("\n")[2])[0]
     start = len(lines[0]) + 1
     for number, line in enumerate(lines[1:], start=2):
         body = line.strip()
         width = _indent_width(line)
-        if body and (width < indent or (opens and width == indent)):
+        if body and (width < indent or (width == indent and (opens or finishing))):
             complete = number < len(lines)
             if _LONE_CLOSER.fullmatch(body) and line.rstrip() != supplied.rstrip():
                 return _Cut(start + len(line), block=True, settled=complete)

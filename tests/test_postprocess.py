@@ -258,3 +258,13 @@ def test_detect_indent() -> None:
     assert detect_indent("x = 1\n") == "    "
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     assert detect_indent((stdlib / "random.py").read_text(encoding="utf-8")) == "    "
+
+
+def test_a_statement_in_progress_is_finished_not_followed():
+    prefix = "import os\n\ntotal = add(fir"
+    completion = 'st, second)\n\ndef _format(prefix):\n    """\n    Return'
+    assert postprocess(completion, prefix, "", ended=False) == "st, second)"
+    body = "def f(a):\n    "
+    assert postprocess("x = a\n    y = x\n    return y\n", body, "", ended=True) == (
+        "x = a\n    y = x\n    return y\n"
+    )
