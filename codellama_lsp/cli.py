@@ -91,6 +91,12 @@ def engine_options() -> argparse.ArgumentParser:
     group.add_argument("--context-tokens", type=int, default=2048, metavar="N")
     group.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
     group.add_argument("--temperature", type=float, default=0.0)
+    group.add_argument(
+        "--token-healing",
+        default="on",
+        choices=["on", "off"],
+        help="suffix-first: let a cursor mid-word re-choose the word's token (default on)",
+    )
     return parent
 
 
@@ -106,6 +112,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "contextTokens": args.context_tokens,
         "maxNewTokens": args.max_new_tokens,
         "temperature": args.temperature,
+        "tokenHealing": args.token_healing == "on",
     }
     settings, problems = parse_settings(raw)
     if problems:
@@ -201,6 +208,7 @@ def _request(settings: Settings, cursor: Cursor, lines: list[str], eol: str) -> 
         context_tokens=settings.context_tokens,
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
+        token_healing=settings.token_healing,
     )
 
 

@@ -58,3 +58,20 @@ def render_prompt(tokenizer: FimTokenizer, prompt: list[int]) -> str:
             run.append(token_id)
     parts.append(tokenizer.decode(run))
     return "".join(parts)
+
+
+def heal(tokenizer: FimTokenizer, prompt: list[int], order: Order) -> tuple[list[int], bytes]:
+    """Token healing: back off the prompt's last prefix token; generation must spell its bytes.
+
+    A cursor in the middle of a word leaves a token (`▁ret`) that the model rarely saw followed
+    by the rest of its word: as `▁return` is one token, `▁ret` + `urn` is unlikely. Backing it
+    off and constraining the first generated tokens to start with its text lets the model pick
+    `▁return`. Only for suffix-first prompts, which end with the prefix; a prefix of one token
+    keeps it (its bytes hold the implied leading space, not text of the file).
+    """
+    if order != "spm":
+        return prompt, b""
+    prefix_tokens = len(prompt) - prompt.index(tokenizer.ids.mid) - 1
+    if prefix_tokens < 2:
+        return prompt, b""
+    return prompt[:-1], tokenizer.decode_bytes(prompt[-1:])

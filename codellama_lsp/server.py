@@ -158,6 +158,7 @@ class CodeLlamaServer(LanguageServer):
             context_tokens=self.settings.context_tokens,
             max_new_tokens=self.settings.max_new_tokens,
             temperature=self.settings.temperature,
+            token_healing=self.settings.token_healing,
         )
         return request, first
 

@@ -31,6 +31,8 @@ class Settings:
     context_tokens: int = field(default=2048, metadata={"min": 64, "max": 100_000})
     max_new_tokens: int = field(default=128, metadata={"min": 1, "max": 4096})
     order: Order = "spm"
+    token_healing: bool = True
+    """Suffix-first only: let a completion in the middle of a word re-choose the word's token."""
     debounce_ms: int = field(default=50, metadata={"min": 0, "max": 5000})
     temperature: float = field(default=0.0, metadata={"min": 0.0, "max": 2.0})
     languages: dict[str, bool] = field(default_factory=dict)

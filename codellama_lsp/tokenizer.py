@@ -123,6 +123,7 @@ class FimTokenizer:
         )
         self._byte_ids = {b: index.get(f"<0x{b:02X}>") for b in range(256)}
         self._sentinel_ids = backend.encode(SENTINEL)
+        self._spelling: dict[bytes, list[int]] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -146,10 +147,30 @@ class FimTokenizer:
         """The exact bytes of `ids` (no stripped leading space), for incremental decoding."""
         return b"".join(self._piece_bytes[i] for i in ids)
 
+    def ids_spelling_start(self, text: bytes) -> list[int]:
+        """Ids whose bytes begin with `text` or are a beginning of it (token healing's choices)."""
+        found = self._spelling.get(text)
+        if found is None:
+            found = [
+                i
+                for i, piece in enumerate(self._piece_bytes)
+                if piece
+                and i not in self.control_ids
+                and (piece.startswith(text) or text.startswith(piece))
+            ]
+            if len(self._spelling) > 256:
+                self._spelling.clear()
+            self._spelling[text] = found
+        return found
+
     def decode(self, ids: list[int]) -> str:
-        """The text of `ids`, without a trailing character whose bytes are still incomplete."""
+        return self.decode_text(self.decode_bytes(ids))
+
+    @staticmethod
+    def decode_text(data: bytes) -> str:
+        """The text of `data`, without a trailing character whose bytes are still incomplete."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return decoder.decode(self.decode_bytes(ids), final=False)
+        return decoder.decode(data, final=False)
 
     def _neutralize(self, ids: list[int]) -> list[int]:
         """Spell any control id that file text produced as byte tokens of the same text."""

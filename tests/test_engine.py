@@ -75,3 +75,35 @@ def test_a_cancelled_run_leaves_a_valid_cache(loaded):
     assert state.ids and state.nbytes() > 0
     again = complete(loaded, request(lines, line, column), state, counter, bool)
     assert again.text == expected.text
+
+
+def test_token_healing_completes_mid_word_as_at_the_word_boundary(loaded):
+    """Typing the first letters of what the model suggests at a word boundary, then asking
+    again mid-word, gives the rest of the same text, wherever the prompts differ only in the
+    backed-off token (an unambiguous tokenization)."""
+    tokenizer = loaded.tokenizer
+    counter = LineTokenCounter(tokenizer)
+    source = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text(encoding="utf-8")
+    lines = source.splitlines(keepends=True)
+    checked = 0
+    for line in range(100, len(lines), 3):
+        text = lines[line].rstrip("\n")
+        column = text.find(" = ")
+        if column < 0:
+            continue
+        column += 3
+        boundary = complete(loaded, request(lines, line, column), CachedSequence(), counter, bool)
+        word = boundary.text[:2]
+        if len(word) < 2 or not word.isalnum():
+            continue
+        typed = list(lines)
+        typed[line] = text[:column] + word + text[column:] + "\n"
+        prefix_ids = tokenizer.encode(source[: source.index(lines[line])] + text[:column])
+        typed_ids = tokenizer.encode(source[: source.index(lines[line])] + text[:column] + word)
+        if typed_ids[:-1] != prefix_ids[:-1]:
+            continue  # the typed letters changed earlier tokens: not an unambiguous case
+        healed = complete(loaded, request(typed, line, column + 2), CachedSequence(), counter, bool)
+        assert word + healed.text == boundary.text[: len(word + healed.text)]
+        assert len(healed.text) >= min(len(boundary.text) - 2, 1)
+        checked += 1
+    assert checked >= 10, checked

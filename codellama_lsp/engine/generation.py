@@ -19,6 +19,8 @@ import torch
 if TYPE_CHECKING:
     from transformers import DynamicCache, PreTrainedModel
 
+    from ..tokenizer import FimTokenizer
+
 PREFILL_CHUNK = 256
 
 
@@ -77,7 +79,10 @@ def generate(
     temperature: float,
     should_stop: Callable[[list[int]], bool],
     cancelled: Callable[[], bool],
+    forced: bytes = b"",
+    tokenizer: FimTokenizer | None = None,
 ) -> Generated:
+    """Greedy (or sampled) tokens after `prompt`; the first ones spell `forced` (token healing)."""
     from transformers import DynamicCache
 
     start = time.perf_counter()
@@ -103,7 +108,13 @@ def generate(
         ended = False
         while True:
             assert logits is not None
-            token = _pick(logits, temperature)
+            if forced and tokenizer is not None:
+                choices = tokenizer.ids_spelling_start(forced)
+                token = choices[_pick(logits[choices], temperature)]
+                spelled = tokenizer.decode_bytes([token])
+                forced = b"" if spelled.startswith(forced) else forced[len(spelled) :]
+            else:
+                token = _pick(logits, temperature)
             if not out:
                 first_token_s = time.perf_counter() - start
             if token in stop_ids:

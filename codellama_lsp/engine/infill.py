@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..context_window import Window, fit_window
 from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
-from ..prompt import Order, build_prompt
+from ..prompt import Order, build_prompt, heal
 from ..tokenizer import FimTokenizer
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class InfillRequest:
     context_tokens: int
     max_new_tokens: int
     temperature: float
+    token_healing: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,21 +98,34 @@ def complete(
             f"{loaded.max_positions} positions: lower contextTokens"
         )
 
+    forced = b""
+    if request.token_healing:
+        prompt, forced = heal(tokenizer, prompt, request.order)
+
+    def text_of(ids: list[int]) -> str:
+        """The middle: what was generated after the healed bytes (which the prefix has)."""
+        spelled = tokenizer.decode_bytes(ids)
+        if not spelled.startswith(forced):
+            return ""
+        return tokenizer.decode_text(spelled[len(forced) :])
+
     def finished(ids: list[int]) -> bool:
-        return should_stop(tokenizer.decode(ids), window.prefix, window.suffix)
+        return should_stop(text_of(ids), window.prefix, window.suffix)
 
     generated = generate(
         loaded.model,
         prompt,
         state,
-        max_new_tokens=min(request.max_new_tokens, room),
+        max_new_tokens=min(request.max_new_tokens + bool(forced), room),
         stop_ids=tokenizer.control_ids,
         temperature=request.temperature,
         should_stop=finished,
         cancelled=cancelled,
+        forced=forced,
+        tokenizer=tokenizer,
     )
     middle = postprocess(
-        tokenizer.decode(generated.ids), window.prefix, window.suffix, ended=generated.ended
+        text_of(generated.ids), window.prefix, window.suffix, ended=generated.ended
     )
     indent = detect_indent(window.prefix + window.suffix)
     return Infill(
