@@ -220,6 +220,9 @@ def run_serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.log_level != "debug":
+        # pygls logs whole messages (document text, completions) at info: only debug asks for them.
+        logging.getLogger("pygls").setLevel(logging.WARNING)
     settings = settings_from(args)
     server = create_server(settings)
     if args.tcp:
