@@ -209,6 +209,7 @@ def _request(settings: Settings, cursor: Cursor, lines: list[str], eol: str) -> 
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
         token_healing=settings.token_healing,
+        time_budget_s=settings.time_budget_ms / 1000,
     )
 
 

@@ -159,6 +159,7 @@ class CodeLlamaServer(LanguageServer):
             max_new_tokens=self.settings.max_new_tokens,
             temperature=self.settings.temperature,
             token_healing=self.settings.token_healing,
+            time_budget_s=self.settings.time_budget_ms / 1000,
         )
         return request, first
 

@@ -31,6 +31,8 @@ class Settings:
     context_tokens: int = field(default=2048, metadata={"min": 64, "max": 100_000})
     max_new_tokens: int = field(default=128, metadata={"min": 1, "max": 4096})
     order: Order = "spm"
+    time_budget_ms: int = field(default=10_000, metadata={"min": 50, "max": 600_000})
+    """A completion stops generating after this long and shows what it has."""
     token_healing: bool = True
     """Suffix-first only: let a completion in the middle of a word re-choose the word's token."""
     debounce_ms: int = field(default=50, metadata={"min": 0, "max": 5000})

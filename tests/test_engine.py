@@ -107,3 +107,20 @@ def test_token_healing_completes_mid_word_as_at_the_word_boundary(loaded):
         assert len(healed.text) >= min(len(boundary.text) - 2, 1)
         checked += 1
     assert checked >= 10, checked
+
+
+def test_the_time_budget_stops_generation(loaded):
+    from codellama_lsp.engine.generation import generate
+
+    prompt = loaded.tokenizer.encode("def f(x):\n    return")
+    common = {
+        "max_new_tokens": 50,
+        "stop_ids": frozenset(),
+        "temperature": 0.0,
+        "should_stop": lambda ids: False,
+        "cancelled": lambda: False,
+    }
+    unbounded = generate(loaded.model, prompt, CachedSequence(), **common)
+    bounded = generate(loaded.model, prompt, CachedSequence(), deadline=0.0, **common)
+    assert len(unbounded.ids) == 50
+    assert bounded.ids == unbounded.ids[:1] and not bounded.ended

@@ -81,6 +81,7 @@ def generate(
     cancelled: Callable[[], bool],
     forced: bytes = b"",
     tokenizer: FimTokenizer | None = None,
+    deadline: float = float("inf"),
 ) -> Generated:
     """Greedy (or sampled) tokens after `prompt`; the first ones spell `forced` (token healing)."""
     from transformers import DynamicCache
@@ -121,7 +122,7 @@ def generate(
                 ended = True
                 break
             out.append(token)
-            if len(out) >= max_new_tokens or should_stop(out):
+            if len(out) >= max_new_tokens or time.perf_counter() > deadline or should_stop(out):
                 break
             if cancelled():
                 raise Cancelled(len(out))

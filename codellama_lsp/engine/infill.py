@@ -37,6 +37,7 @@ class InfillRequest:
     max_new_tokens: int
     temperature: float
     token_healing: bool = True
+    time_budget_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def complete(
         cancelled=cancelled,
         forced=forced,
         tokenizer=tokenizer,
+        deadline=started + request.time_budget_s,
     )
     middle = postprocess(
         text_of(generated.ids), window.prefix, window.suffix, ended=generated.ended
