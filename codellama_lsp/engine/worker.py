@@ -230,7 +230,7 @@ class Worker:
             if generation != self._load_generation:
                 return
             self._loaded = loaded
-            self._sessions.clear()
+        self._post(self._sessions.clear)  # caches of the previous model are of no use
         self._on_load_event(LoadEvent("end", f"Code Llama ready: {loaded.description}"))
 
     # -- the worker thread ------------------------------------------------------------------
@@ -295,13 +295,13 @@ class Worker:
         try:
             infill = complete(loaded, job.request, state, counter, job.cancel.is_set)
         except Cancelled as cancelled:
-            self._keep(job.key, state)
+            self._keep(job.key, state, loaded)
             self._finish_cancelled(job, cancelled.generated)
             return
         except Exception as error:
             self._fail(job, error)
             return
-        self._keep(job.key, state)
+        self._keep(job.key, state, loaded)
         with self._cond:
             stats = self._stats
             stats.completed += 1
@@ -351,8 +351,10 @@ class Worker:
         with self._cond:
             setattr(self._stats, name, getattr(self._stats, name) + 1)
 
-    def _keep(self, key: str, state: CachedSequence) -> None:
+    def _keep(self, key: str, state: CachedSequence, loaded: LoadedModel) -> None:
         """Keep a document's cache, newest last, dropping the oldest beyond the limits."""
+        if loaded is not self._loaded:
+            return  # another model was loaded meanwhile: this cache belongs to the old one
         self._sessions[key] = state
         while self._sessions and (
             len(self._sessions) > self._cache_documents
