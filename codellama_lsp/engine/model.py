@@ -100,6 +100,10 @@ def load_model(settings: Settings) -> LoadedModel:
             f"{settings.model}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
             f"{model.get_input_embeddings().num_embeddings}: they do not belong together"
         )
+    with torch.inference_mode():
+        # The first forward pass initialises kernels (seconds on a CPU): pay it while loading,
+        # not on the user's first completion.
+        model(input_ids=torch.tensor([[tokenizer.ids.bos]], device=device), logits_to_keep=1)
     max_positions = getattr(model.config, "max_position_embeddings", None) or 4096
     description = f"{settings.model} on {device} ({str(dtype).removeprefix('torch.')})"
     return LoadedModel(model, tokenizer, device, max_positions, description)
