@@ -11,7 +11,7 @@ def count_words(lines):
     total = 0
     for line in lines:
         total += len(line.split())
-    return 
+    return
 
 
 def main():
