@@ -143,14 +143,14 @@ async def test_cancel_request_is_answered_request_cancelled(tiny_model_dir):
     async with session(options) as client:
         cursor = types.Position(line=5, character=0)
         protocol = client.protocol
-        for attempt in range(2):  # once at once, once surely while generating
+        for attempt in range(2):  # once at once, once after the worker has started
             uri = f"file:///work/cancel{attempt}.py"
             open_document(client, uri, TEXT)
             msg_id = f"cancel-me-{attempt}"
             future = protocol.send_request(
                 types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(uri, cursor), msg_id=msg_id
             )
-            await asyncio.sleep(0.5 * attempt)
+            await asyncio.sleep(0.02 * attempt)
             protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id=msg_id))
             with pytest.raises(JsonRpcRequestCancelled):
                 await asyncio.wrap_future(future)
