@@ -62,7 +62,8 @@
           ;; The command itself: a sole candidate is put in at once, then eglot's exit
           ;; function replaces it with the item's whole edit.
           (completion-at-point)
-          (codellama-test-put 'point (list (1- (line-number-at-pos)) (current-column)))
+          (codellama-test-put 'point (list (1- (line-number-at-pos))
+                                           (- (point) (line-beginning-position))))
           (codellama-test-put 'after (buffer-substring-no-properties (point-min) (point-max))))))
     ;; An unanswered `shutdown' signals an error here.  Emacs 28's jsonrpc then deletes the
     ;; process right after sending `exit', without waiting for it to end on its own.
