@@ -11,26 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from sample_document import LINE, SOURCE, WORD
 
 pytestmark = pytest.mark.editors
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("emacs_completion.el")
-# The cursor ends line 8 (0-based), after the partial word `fir`, behind an emoji (2 UTF-16
-# units, eglot 1.9's columns) and CJK text.
-SOURCE = """import os
-
-
-def add(first, second):
-    return first + second
-
-
-first = 1
-label = "😀 漢字"; total = add(fir
-print(label, total)
-"""
-LINE = 8
-WORD = "fir"
 
 
 def emacs() -> str:

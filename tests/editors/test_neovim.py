@@ -12,27 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from sample_document import LINE, SOURCE, WORD
 
 pytestmark = pytest.mark.editors
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("nvim_completion.lua")
 POPUP_SCRIPT = Path(__file__).with_name("nvim_popup.lua")
-# The cursor ends line 8 (0-based), after the partial word `fir`, behind an emoji (4 bytes in
-# UTF-8, 2 units in UTF-16) and CJK (3 bytes each): a wrong encoding moves every column.
-SOURCE = """import os
-
-
-def add(first, second):
-    return first + second
-
-
-first = 1
-label = "😀 漢字"; total = add(fir
-print(label, total)
-"""
-LINE = 8
-WORD = "fir"
 
 
 def nvim() -> str:
