@@ -672,7 +672,7 @@ def report(
         (
             "H100 keystroke to ghost text (`--gpu`)",
             "",
-            "not run (no GPU here)",
+            "run by `--gpu`: bench/RESULTS-gpu.md",
             TARGETS["gpu"],
             "-",
         ),
@@ -738,24 +738,33 @@ def common_options(args: argparse.Namespace, model: str) -> dict[str, Any]:
 # -- GPU mode (in-process) -------------------------------------------------------------------
 
 
-def gpu_mode(args: argparse.Namespace, config_path: Path, device: str = "cuda") -> str:
+GPU_HEADER = """# Keystroke to ghost text on a GPU: `python bench/typing_trace.py --gpu`
+
+One section per run, newest last (each run appends its own). See bench/README.md.
+"""
+
+
+def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
     """Code Llama 7B's architecture, random weights, fp16: keystroke to 12 tokens at 4k context.
 
-    In-process (no LSP): per keystroke, the prompt is built as the server builds it and exactly
-    12 tokens are generated, over the document's cache (design) or from scratch (naive).
+    In-process (no LSP; bench/RESULTS.md has the server's own overhead): per keystroke the prompt
+    is built as the server builds it and exactly 12 tokens are generated, three ways side by side:
+    naive (no cache), the dynamic cache the CPU uses, and the static cache with CUDA graphs the
+    server uses on a CUDA GPU. Returns a Markdown section.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from codellama_lsp.engine.decode_graph import graphs_work
     from codellama_lsp.engine.generation import CachedSequence, generate
     from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
     from codellama_lsp.tokenizer import load_tokenizer
 
-    if device == "cuda" and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise SystemExit(f"typing_trace.py --gpu: torch {torch.__version__} sees no CUDA GPU")
     shared = ROOT.parent / "shared" / "codellama-7b-hf-tokenizer"
-    if shared.is_dir():
-        tokenizer_path, tokenizer_note = shared, "Code Llama's tokenizer"
+    if args.tokenizer or shared.is_dir():
+        tokenizer_path, tokenizer_note = Path(args.tokenizer or shared), "Code Llama's tokenizer"
     else:
         from model_factory import build_tokenizer
 
@@ -764,57 +773,107 @@ def gpu_mode(args: argparse.Namespace, config_path: Path, device: str = "cuda") 
     tokenizer = load_tokenizer(str(tokenizer_path))
     config = LlamaConfig.from_dict(json.loads(config_path.read_text()))
     config._attn_implementation = "sdpa"
-    dtype = torch.float16 if device == "cuda" else torch.float32
     torch.manual_seed(0)
     default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
+    torch.set_default_dtype(torch.float16)
     try:
-        with torch.device(device):
+        with torch.device("cuda"):
             model = LlamaForCausalLM(config).eval()
     finally:
         torch.set_default_dtype(default)
-    context = 4096
+    graphs = graphs_work(model)
+    context, new = 4096, 12
     trace = pick_trace(str(tokenizer_path), 24, context, args.source)
     counter = LineTokenCounter(tokenizer)
     lines = (trace.before + trace.after).splitlines(keepends=True)
 
-    def keystroke(typed: str, state: CachedSequence) -> tuple[float, int]:
+    def keystroke(typed: str, state: CachedSequence, static: bool) -> dict[str, float]:
         started = time.perf_counter()
         changed = list(lines)
         line = lines[trace.line]
         changed[trace.line] = line[: trace.column] + typed + line[trace.column :]
         column = trace.column + len(typed)
-        request = InfillRequest(changed, trace.line, column, "\n", "spm", context, 12, 0.0)
+        request = InfillRequest(changed, trace.line, column, "\n", "spm", context, new, 0.0)
         _, prompt = prompt_for(tokenizer, request, counter)
+        built = time.perf_counter()
         out = generate(
             model,
             prompt,
             state,
-            max_new_tokens=12,
+            max_new_tokens=new,
             stop_ids=frozenset(),
             temperature=0.0,
             should_stop=lambda ids: False,
             cancelled=lambda: False,
+            static_capacity=context + new + 1 if static else 0,
         )
-        assert len(out.ids) == 12
-        return (time.perf_counter() - started) * 1000, out.prompt_tokens
+        assert len(out.ids) == new
+        total = (time.perf_counter() - started) * 1000
+        return {
+            "ms": total,
+            "prompt_ms": (built - started) * 1000,
+            "first": out.first_token_s * 1000,
+            "step": (out.total_s - out.first_token_s) * 1000 / (new - 1),
+            "prompt": out.prompt_tokens,
+            "prefilled": out.prefilled,
+        }
 
-    keystroke("", CachedSequence())  # warm-up: kernels
-    cached = CachedSequence()
-    keystroke("", cached)  # the document's cache, as after the first request on the file
     typed = [trace.region[: i + 1] for i in range(len(trace.region))]
-    design = [keystroke(text, cached) for text in typed]
-    naive = [keystroke(text, CachedSequence()) for text in typed]
-    name = torch.cuda.get_device_name(0) if device == "cuda" else device
-    with_cache = [ms for ms, _ in design]
-    return (
-        f"--gpu: {name}; Code Llama 7B shape, random weights, {str(dtype)[6:]}; "
-        f"{tokenizer_note}; {len(typed)} keystrokes; prompt {median([n for _, n in design])} "
-        f"tokens (context {context}); 12 new tokens\n"
-        f"keystroke to ghost text, ms, p50 / p95 (engine, no debounce): "
-        f"naive {pair([ms for ms, _ in naive])}, design {pair(with_cache)}; "
-        f"target {TARGETS['gpu']}: {verdict(median(with_cache) <= 100)} "
-        f"(an automatic request also waits debounceMs, 50 by default)"
+    runs: dict[str, list[dict[str, float]]] = {}
+    for name, reuse, static in (
+        ("naive (no cache)", False, False),
+        ("dynamic cache, eager", True, False),
+        ("static cache, CUDA graphs", True, True),
+    ):
+        if static and not graphs:
+            continue
+        state = CachedSequence()
+        keystroke("", CachedSequence(), static)  # warm-up: kernels, and the graph's recording
+        keystroke("", state, static)  # the document's cache, as after its first request
+        runs[name] = [keystroke(t, state if reuse else CachedSequence(), static) for t in typed]
+    torch.cuda.synchronize()
+    name = torch.cuda.get_device_name(0)
+    best = runs.get("static cache, CUDA graphs") or runs["dynamic cache, eager"]
+    naive_ms = median([r["ms"] for r in runs["naive (no cache)"]]) or 0.0
+    rows = [
+        "| configuration | keystroke to ghost text, ms, p50 / p95 | prompt building, ms, p50 | "
+        "first token, ms, p50 | decode step, ms, p50 | prefill tokens, p50 | speedup (p50) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, values in runs.items():
+        ms = [r["ms"] for r in values]
+        rows.append(
+            f"| {label} | {pair(ms)} | {fmt(median([r['prompt_ms'] for r in values]), 1)} | "
+            f"{fmt(median([r['first'] for r in values]), 1)} | "
+            f"{fmt(median([r['step'] for r in values]), 2)} | "
+            f"{fmt(median([r['prefilled'] for r in values]), 0)} | "
+            f"{naive_ms / (median(ms) or 1):.1f}x |"
+        )
+    met = (
+        verdict((median([r["ms"] for r in best]) or 1e9) <= 100)
+        if "H100" in name
+        else f"not comparable (an {name}, not an H100)"
+    )
+    return "\n".join(
+        [
+            f"## GPU: {name}",
+            "",
+            f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {machine()}",
+            f"- model: Code Llama 7B's architecture ({config_path.name}), random weights, "
+            f"float16, sdpa; {tokenizer_note}",
+            f"- trace: {len(typed)} keystrokes typed into {trace.source} line {trace.line + 1}; "
+            f"prompt {round(median([r['prompt'] for r in best]) or 0)} tokens "
+            f"(contextTokens {context}, suffix-first); exactly {new} new tokens per keystroke; "
+            "engine time in-process, no debounce; CUDA graphs recorded: "
+            f"{'yes' if graphs else 'no (the recording failed: eager only)'}",
+            "- command: `python bench/typing_trace.py --gpu`",
+            "",
+            *rows,
+            "",
+            f"Target {TARGETS['gpu']}: {met} (an automatic request also waits `debounceMs`, "
+            "50 by default, and the LSP round trip adds the server overhead measured above).",
+            "",
+        ]
     )
 
 
@@ -838,16 +897,25 @@ def main() -> None:
         help="both configurations (a random-weight model never ends by itself)",
     )
     parser.add_argument("--source", help="the file to type into (default: a stdlib module)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument(
+        "--out", help="default bench/RESULTS.md; with --gpu, bench/RESULTS-gpu.md (appended to)"
+    )
     parser.add_argument("--raw", help="also write every job the server reported, as JSON")
     parser.add_argument(
         "--gpu", action="store_true", help="in-process, Code Llama 7B shape on CUDA"
+    )
+    parser.add_argument(
+        "--tokenizer", help="--gpu: Code Llama's tokenizer folder (default: ../shared's, if any)"
     )
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
 
     if args.gpu:
-        print(gpu_mode(args, ROOT / "bench" / "codellama-7b-config.json"))
+        section = gpu_mode(args, ROOT / "bench" / "codellama-7b-config.json")
+        out = Path(args.out or ROOT / "bench" / "RESULTS-gpu.md")
+        before = out.read_text(encoding="utf-8") if out.exists() else GPU_HEADER
+        out.write_text(before.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+        print(section)
         return
 
     started = time.perf_counter()
@@ -884,7 +952,7 @@ def main() -> None:
         (descriptions[0], descriptions[1]),
         time.perf_counter() - started,
     )
-    Path(args.out).write_text(text, encoding="utf-8")
+    Path(args.out or ROOT / "bench" / "RESULTS.md").write_text(text, encoding="utf-8")
     print(text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sysconfig
 from pathlib import Path
 
@@ -62,6 +63,22 @@ def test_cached_generation_equals_uncached_over_a_typing_trace(loaded, order):
         prefilled.append(reused.prefilled)
     if order == "spm":  # the prompt ends with the prefix: a keystroke costs a few tokens
         assert sorted(prefilled)[len(prefilled) // 2] <= 3
+
+
+def test_a_static_cache_gives_the_answers_of_a_dynamic_one(loaded):
+    """The static cache a CUDA GPU uses (graphs aside, which need the GPU: test_gpu.py) crops
+    and refills like the dynamic one: same answers, same prefill, allocated once."""
+    static = dataclasses.replace(loaded, decode_graphs=True)
+    counter = LineTokenCounter(loaded.tokenizer)
+    dynamic_state, static_state = CachedSequence(), CachedSequence()
+    caches = set()
+    for lines, line, column in typing_trace(20):
+        expected = complete(loaded, request(lines, line, column), dynamic_state, counter, bool)
+        got = complete(static, request(lines, line, column), static_state, counter, bool)
+        assert (got.text, got.prefilled) == (expected.text, expected.prefilled)
+        caches.add(id(static_state.cache))
+    assert type(static_state.cache).__name__ == "StaticCache" and len(caches) == 1
+    assert static_state.capacity == 1024 + 6 + 1
 
 
 def test_a_cancelled_run_leaves_a_valid_cache(loaded):

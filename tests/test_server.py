@@ -330,4 +330,4 @@ async def test_the_kv_cache_stays_within_its_bounds(tiny_model_dir):
         )
         assert answer.items
         counted = await stats(client)
-        assert (counted["cachedDocuments"], counted["cacheBytes"]) == (0, 0)
+        assert counted["cachedDocuments"] == 1  # only the document in use keeps its cache

@@ -5,6 +5,9 @@ it. The next prompt shares most of its tokens with that one (suffix-first prompt
 prefix the user is typing), so only the tokens after the common prefix are run through the model.
 Cancellation is checked before every forward pass: during prefill between chunks, during decode
 before every token.
+
+On a CUDA GPU the cache is a preallocated `StaticCache` and every one-token forward pass replays
+a CUDA graph (decode_graph.py); elsewhere it is a `DynamicCache` that grows with the sequence.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .decode_graph import DecodeGraph
+
 if TYPE_CHECKING:
-    from transformers import DynamicCache, PreTrainedModel
+    from transformers import Cache, PreTrainedModel
 
     from ..tokenizer import FimTokenizer
 
@@ -36,8 +41,21 @@ class Cancelled(Exception):
 class CachedSequence:
     """A document's KV cache and the token ids whose keys and values it holds."""
 
-    cache: DynamicCache | None = None
+    cache: Cache | None = None
     ids: list[int] = field(default_factory=list)
+    capacity: int = 0
+    """Positions of a static cache; 0 for a dynamic one."""
+    graph: DecodeGraph | None = None
+
+    def reset(self, model: PreTrainedModel, capacity: int) -> None:
+        from transformers import DynamicCache, StaticCache
+
+        self.cache = (
+            StaticCache(config=model.config, max_cache_len=capacity)
+            if capacity
+            else DynamicCache(config=model.config)
+        )
+        self.ids, self.capacity, self.graph = [], capacity, None
 
     def nbytes(self) -> int:
         if self.cache is None:
@@ -82,23 +100,31 @@ def generate(
     forced: bytes = b"",
     tokenizer: FimTokenizer | None = None,
     deadline: float = float("inf"),
+    static_capacity: int = 0,
 ) -> Generated:
-    """Greedy (or sampled) tokens after `prompt`; the first ones spell `forced` (token healing)."""
-    from transformers import DynamicCache
+    """Greedy (or sampled) tokens after `prompt`; the first ones spell `forced` (token healing).
 
+    With `static_capacity`, the cache is a static one of at least that many positions (the
+    largest request expected, so it is allocated once per document) and decode steps replay a
+    CUDA graph where the model is on a CUDA GPU.
+    """
     start = time.perf_counter()
     device = model.device
+    needed = len(prompt) + max_new_tokens
     # At least one prompt token always goes through the model: its logits choose the first token.
     reuse = min(common_prefix(state.ids, prompt), len(prompt) - 1)
-    if state.cache is None or reuse == 0:
-        state.cache, state.ids = DynamicCache(config=model.config), []
-        reuse = 0
-    elif len(state.ids) > reuse:
-        state.cache.crop(reuse - len(state.ids))
-        del state.ids[reuse:]
-
     logits = None
-    with torch.inference_mode():
+    with torch.inference_mode():  # a static cache's length is an inference tensor
+        if static_capacity:
+            fits = state.cache is not None and state.capacity >= needed
+        else:
+            fits = state.cache is not None and not state.capacity and reuse > 0
+        if not fits:
+            state.reset(model, max(static_capacity, needed) if static_capacity else 0)
+            reuse = 0
+        elif len(state.ids) > reuse:
+            state.cache.crop(reuse - len(state.ids))
+            del state.ids[reuse:]
         for begin in range(reuse, len(prompt), PREFILL_CHUNK):
             if cancelled():
                 raise Cancelled(0)
@@ -141,10 +167,16 @@ def _forward(
     model: PreTrainedModel, ids: list[int], state: CachedSequence, device: torch.device
 ) -> torch.Tensor:
     """Run `ids` after what the cache holds; the logits of the last position."""
-    input_ids = torch.tensor([ids], dtype=torch.long, device=device)
-    output = model(input_ids=input_ids, cache=state.cache, use_cache=True, logits_to_keep=1)
+    if len(ids) == 1 and state.capacity and device.type == "cuda":
+        if state.graph is None:
+            state.graph = DecodeGraph(model, state.cache)
+        logits = state.graph(ids[0])
+    else:
+        input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+        output = model(input_ids=input_ids, cache=state.cache, use_cache=True, logits_to_keep=1)
+        logits = output.logits[0, -1]
     state.ids.extend(ids)
-    return output.logits[0, -1]
+    return logits
 
 
 def _pick(logits: torch.Tensor, temperature: float) -> int:

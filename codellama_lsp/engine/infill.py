@@ -125,6 +125,9 @@ def complete(
         forced=forced,
         tokenizer=tokenizer,
         deadline=started + request.time_budget_s,
+        static_capacity=(
+            request.context_tokens + request.max_new_tokens + 1 if loaded.decode_graphs else 0
+        ),
     )
     middle = postprocess(
         text_of(generated.ids), window.prefix, window.suffix, ended=generated.ended

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..model_files import MODEL_FILES, ModelFilesError, resolve_model_folder
@@ -26,6 +27,8 @@ class LoadedModel:
     device: torch.device
     max_positions: int
     description: str
+    decode_graphs: bool = False
+    """Decode steps replay a CUDA graph over a static cache (see decode_graph.py)."""
 
 
 def pick_device(requested: str) -> torch.device:
@@ -72,7 +75,10 @@ def load_model(settings: Settings) -> LoadedModel:
             f"{folder} has no .safetensors weights (only safetensors are loaded: pickled "
             "PyTorch weights can run arbitrary code)"
         )
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
+
+    from .decode_graph import graphs_work
 
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -90,10 +96,8 @@ def load_model(settings: Settings) -> LoadedModel:
             f"out of memory loading {settings.model} on {device} in {dtype}: try a smaller model, "
             "quantization 4bit/8bit, or device cpu"
         ) from error
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise ModelLoadError(
-            f"cannot load the weights in {folder}: {_first_line(error)}"
-        ) from error
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
+        raise ModelLoadError(_weights_problem(folder, error)) from error
     model.eval()
     if model.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
         raise ModelLoadError(
@@ -104,9 +108,12 @@ def load_model(settings: Settings) -> LoadedModel:
         # The first forward pass initialises kernels (seconds on a CPU): pay it while loading,
         # not on the user's first completion.
         model(input_ids=torch.tensor([[tokenizer.ids.bos]], device=device), logits_to_keep=1)
+        decode_graphs = quantization is None and graphs_work(model)
     max_positions = getattr(model.config, "max_position_embeddings", None) or 4096
     description = f"{settings.model} on {device} ({str(dtype).removeprefix('torch.')})"
-    return LoadedModel(model, tokenizer, device, max_positions, description)
+    if decode_graphs:
+        description += ", CUDA graphs"
+    return LoadedModel(model, tokenizer, device, max_positions, description, decode_graphs)
 
 
 def _quantization_config(quantization: str, device: torch.device) -> object | None:
@@ -124,6 +131,25 @@ def _quantization_config(quantization: str, device: torch.device) -> object | No
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype="float16")
+
+
+def _weights_problem(folder: Path, error: BaseException) -> str:
+    """Why the weights in `folder` did not load, naming the broken file if there is one.
+
+    The loader's own message does not say which file (of a sharded checkpoint, say) it was.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError) as broken:
+            return f"{path} is not a valid safetensors file: {_first_line(broken)}"
+    detail = _first_line(error)
+    if str(folder) in detail:  # it names the file already
+        return f"cannot load the model: {detail}"
+    return f"cannot load the weights in {folder}: {detail}"
 
 
 def _first_line(error: BaseException) -> str:

@@ -338,7 +338,7 @@ class Worker:
 
         self._sessions.clear()
         gc.collect()
-        if isinstance(error, torch.OutOfMemoryError):
+        if _is_out_of_memory(error):
             message = "out of memory while generating: the cache was dropped; lower contextTokens"
         else:
             message = f"completion failed: {type(error).__name__}: {error}"
@@ -352,12 +352,33 @@ class Worker:
             setattr(self._stats, name, getattr(self._stats, name) + 1)
 
     def _keep(self, key: str, state: CachedSequence, loaded: LoadedModel) -> None:
-        """Keep a document's cache, newest last, dropping the oldest beyond the limits."""
+        """Keep a document's cache, newest last, dropping the oldest beyond the limits.
+
+        The byte budget never drops the cache just used (it already exists, and without it
+        every keystroke would prefill the whole prompt again); `cacheDocuments` 0 does.
+        """
         if loaded is not self._loaded:
             return  # another model was loaded meanwhile: this cache belongs to the old one
         self._sessions[key] = state
-        while self._sessions and (
-            len(self._sessions) > self._cache_documents
-            or sum(s.nbytes() for s in self._sessions.values()) > self._cache_bytes
+        while len(self._sessions) > self._cache_documents or (
+            len(self._sessions) > 1
+            and sum(s.nbytes() for s in self._sessions.values()) > self._cache_bytes
         ):
             self._sessions.popitem(last=False)
+
+
+def _is_out_of_memory(error: Exception) -> bool:
+    """Whether `error` means memory ran out, on any device.
+
+    torch raises OutOfMemoryError only on accelerators: a CPU allocation failure is a
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory", "not enough memory" on
+    Windows), and Python's own allocations raise MemoryError.
+    """
+    import torch
+
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and (
+        "can't allocate memory" in text or "not enough memory" in text
+    )
