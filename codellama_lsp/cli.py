@@ -214,6 +214,7 @@ def _request(settings: Settings, cursor: Cursor, lines: list[str], eol: str) -> 
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from .framing import FrameReader
     from .server import create_server, terminate
 
     logging.basicConfig(
@@ -232,7 +233,8 @@ def run_serve(args: argparse.Namespace) -> int:
             raise UsageError(f"--tcp expects [HOST:]PORT, got {args.tcp!r}")
         server.start_tcp(host or "127.0.0.1", int(port))
     else:
-        server.start_io()
+        # pygls only calls readline and read; FrameReader re-finds frames after bad ones.
+        server.start_io(stdin=FrameReader(sys.stdin.buffer))  # type: ignore[arg-type]
     # The client went away without `exit`: leave without waiting for a model that is loading.
     terminate(1)
     return 1

@@ -8,6 +8,7 @@ stops before its next forward pass) and lets pygls answer RequestCancelled.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -15,10 +16,18 @@ import uuid
 from collections.abc import Generator
 from typing import Any
 
+import attrs
+from cattrs import ClassValidationError, transform_error
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol import (
+    JsonRPCNotification,
+    JsonRPCProtocol,
+    JsonRPCRequestMessage,
+    LanguageServerProtocol,
+    lsp_method,
+)
 
 from . import __version__
 from .context_window import BLOCK_LINES
@@ -36,9 +45,71 @@ PROMPT = "codellama/prompt"
 SETTINGS_SECTION = "codellama"
 
 
+@attrs.define
+class PromptRequest:
+    """`codellama/prompt`, typed so that its params are checked as a built-in request's are."""
+
+    id: int | str
+    params: types.TextDocumentPositionParams
+    method: str = PROMPT
+    jsonrpc: str = "2.0"
+
+
+@attrs.define
+class Unstructured:
+    """A request or notification whose params do not fit its method: answered, never run."""
+
+    method: Any
+    msg_id: int | str | None
+    is_request: bool
+    problem: str
+
+
 class CodeLlamaProtocol(LanguageServerProtocol):
-    """pygls' protocol, minus its own copy of every document: the server keeps its own store,
-    which splits lines as LSP does and edits only the lines a change touches."""
+    """pygls' protocol, minus its own copy of every document, plus answers to malformed requests.
+
+    The server keeps its own document store, which splits lines as LSP does and edits only the
+    lines a change touches. pygls raises in its read loop on a request whose params do not
+    structure, so the client never gets a reply; here it gets InvalidParams.
+    """
+
+    def get_message_type(self, method: str) -> type[Any] | None:
+        return PromptRequest if method == PROMPT else super().get_message_type(method)
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        if "jsonrpc" not in data or "method" not in data or "error" in data:
+            return super().structure_message(data)  # a response, or a dict inside a message
+        is_request = "id" in data
+        try:
+            typed = self.get_message_type(data["method"])
+            if typed is None:  # JSON-RPC lets params be left out; pygls' generic types do not
+                generic = JsonRPCRequestMessage if is_request else JsonRPCNotification
+                return self._converter.structure({"params": None, **data}, generic)
+            return self._converter.structure(data, typed)
+        except Exception as error:
+            msg_id = data.get("id")
+            return Unstructured(
+                method=data["method"],
+                msg_id=msg_id if isinstance(msg_id, (int, str)) else None,
+                is_request=is_request,
+                problem=_problem(error),
+            )
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, Unstructured):
+            log.warning("invalid params for %.64r: %s", message.method, message.problem)
+            if message.is_request:
+                self.reply_error(message.msg_id, JsonRpcInvalidParams(message.problem))
+            return
+        if getattr(message, "jsonrpc", None) != JsonRPCProtocol.VERSION:
+            log.warning("ignored a message that is not JSON-RPC 2.0")
+            return
+        super().handle_message(message)
+
+    def reply_error(self, msg_id: int | str | None, error: JsonRpcException) -> None:
+        """An error reply written by hand: lsprotocol's would leave out a null id."""
+        response = self._converter.unstructure(error.to_response_error())
+        self._send_data({"jsonrpc": JsonRPCProtocol.VERSION, "id": msg_id, "error": response})
 
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: Any) -> Generator[Any, Any, None]:
@@ -57,7 +128,16 @@ class CodeLlamaProtocol(LanguageServerProtocol):
             yield handler, (params,), None
 
 
+def _problem(error: Exception) -> str:
+    """What did not fit, by path and expected type, never the value (it may be document text)."""
+    if isinstance(error, ClassValidationError):
+        return "; ".join(transform_error(error))
+    return f"cannot be read ({type(error).__name__})"
+
+
 class CodeLlamaServer(LanguageServer):
+    protocol: CodeLlamaProtocol
+
     def __init__(self, base: Settings) -> None:
         super().__init__(
             "codellama-lsp",
@@ -84,6 +164,17 @@ class CodeLlamaServer(LanguageServer):
             self.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
         if self.worker is not None:
             self.worker.configure(self.settings)
+
+    def report_server_error(self, error: Exception, source: type[Exception]) -> None:
+        """Log, rather than pop up as pygls does, errors outside any request: a client's junk.
+
+        A body that is not JSON is answered ParseError with id null, as JSON-RPC asks.
+        """
+        if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
+            log.warning("a message that is not JSON: %s", error)
+            self.protocol.reply_error(None, JsonRpcParseError(f"not JSON: {error}"))
+            return
+        log.warning("%s: %s", source.__name__, error)
 
     def tell(self, kind: types.MessageType, message: str) -> None:
         log.warning("%s", message) if kind <= types.MessageType.Warning else log.info("%s", message)
@@ -268,18 +359,22 @@ def create_server(base: Settings) -> CodeLlamaServer:
         if document is None or not ls.settings.language_enabled(document.language_id):
             return empty
         line, column = ls.locate(document, params.position)
-        start, typed = params.position, ""
+        # Replies use the position clamped into the document (a cursor past the end of a line
+        # is at its end), taken before awaiting: edits may arrive meanwhile.
+        end = document.position(line, column, ls.encoding)
+        start, typed = end, ""
         selected = params.context.selected_completion_info
         if selected is not None:
             # The popup's selected item becomes part of the prefix: complete after it.
             start_line, start_column = ls.locate(document, selected.range.start)
             if start_line == line and start_column <= column:
-                start, typed = selected.range.start, selected.text
+                start = document.position(line, start_column, ls.encoding)
+                typed = selected.text
         automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
         text = await ls.complete(
             document, line, column, automatic, (start_column, typed) if typed else None
         )
-        return inline_items(text or "", start, params.position, typed)
+        return inline_items(text or "", start, end, typed)
 
     @server.feature(
         types.TEXT_DOCUMENT_COMPLETION,
@@ -303,12 +398,13 @@ def create_server(base: Settings) -> CodeLlamaServer:
         line, column = ls.locate(document, params.position)
         text = document.line_text(line)
         begin = word_start(text, column)
+        start = document.position(line, begin, ls.encoding)
+        end = document.position(line, column, ls.encoding)  # clamped, taken before awaiting
         completed = await ls.complete(
             document, line, column, debounce=kind != types.CompletionTriggerKind.Invoked
         )
-        start = document.position(line, begin, ls.encoding)
         return completion_items(
-            completed or "", text[begin:column], start, params.position, document.language_id
+            completed or "", text[begin:column], start, end, document.language_id
         )
 
     @server.feature(STATS)
@@ -317,19 +413,15 @@ def create_server(base: Settings) -> CodeLlamaServer:
         return {**ls.worker.stats(), "reused": ls.reused}
 
     @server.feature(PROMPT)
-    async def prompt(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
-        try:
-            uri = params.textDocument.uri
-            position = types.Position(
-                line=params.position.line, character=params.position.character
-            )
-        except AttributeError as error:
-            raise JsonRpcInvalidParams("expected {textDocument: {uri}, position}") from error
+    async def prompt(
+        ls: CodeLlamaServer, params: types.TextDocumentPositionParams
+    ) -> dict[str, Any]:
+        uri = params.text_document.uri
         document = ls.document(uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document not open: {uri}")
         assert ls.worker is not None
-        line, column = ls.locate(document, position)
+        line, column = ls.locate(document, params.position)
         request, first = ls.request_at(document, line, column)
         view = await asyncio.wrap_future(ls.worker.prompt(request))
         return {

@@ -9,17 +9,20 @@ sentencepiece) itself and exposes the two encodings the reference recipe needs.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .model_files import TOKENIZER_FILES, resolve_model_folder
+from .model_files import TOKENIZER_FILES, ModelFilesError, resolve_model_folder
 
 MARKERS = ("<PRE>", "<SUF>", "<MID>", "<EOT>")
 INFILL_PIECES = {"pre": "▁<PRE>", "suf": "▁<SUF>", "mid": "▁<MID>", "eot": "▁<EOT>"}
 # A character that never merges with what follows it, so `encode(SENTINEL + s)` minus the
 # sentinel's own tokens encodes `s` without the implied leading space (the reference recipe).
 SENTINEL = "☺"
+# A str holds a surrogate only when it is lone (JSON's "\ud800" escapes can carry one).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class TokenizerError(Exception):
@@ -131,13 +134,13 @@ class FimTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Plain encoding, with the implied leading space; file text never yields a control id."""
-        return self._neutralize(self._backend.encode(text))
+        return self._neutralize(self._backend.encode(_without_surrogates(text)))
 
     def encode_infilling(self, text: str) -> list[int]:
         """Encoding without the implied leading space, as the reference encodes suffixes."""
         if not text:
             return []
-        ids = self._backend.encode(SENTINEL + text)
+        ids = self._backend.encode(SENTINEL + _without_surrogates(text))
         head = len(self._sentinel_ids)
         if ids[:head] != self._sentinel_ids:
             raise TokenizerError(f"{self.source}: the sentinel {SENTINEL!r} merged with the text")
@@ -188,6 +191,15 @@ class FimTokenizer:
         return out
 
 
+def _without_surrogates(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD, one for one so offsets stay put.
+
+    Neither backend can encode a lone surrogate (it has no UTF-8), and one in a window would
+    fail every completion of the document.
+    """
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _piece_bytes(piece: str) -> bytes:
     if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
         return bytes([int(piece[3:5], 16)])
@@ -198,7 +210,11 @@ def _piece_bytes(piece: str) -> bytes:
 
 def load_tokenizer(model: str) -> FimTokenizer:
     """The tokenizer of `model` (hub id, local folder or shipped name); needs no weights."""
-    folder = resolve_model_folder(model, TOKENIZER_FILES)
+    try:
+        folder = resolve_model_folder(model, TOKENIZER_FILES)
+    except ModelFilesError as error:
+        # One error type for callers: the message already names the model and what is wrong.
+        raise TokenizerError(str(error)) from error
     for name, backend in (
         ("tokenizer.json", _TokenizersBackend),
         ("tokenizer.model", _SentencePieceBackend),

@@ -1,0 +1,75 @@
+"""FrameReader on its own: what pygls reads from it, for well-formed and broken input.
+
+The server's side of the same (frames over a real stdin pipe) is in test_robustness.py.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from codellama_lsp.framing import LINE_CHUNK, MAX_CONTENT_LENGTH, FrameReader
+
+
+def bodies(data: bytes) -> list[bytes]:
+    """What pygls would read: each frame must come as its one header, a blank line, the body."""
+    reader = FrameReader(io.BytesIO(data))
+    found = []
+    while header := reader.readline():
+        assert header.startswith(b"Content-Length: ") and header.endswith(b"\r\n")
+        assert reader.readline() == b"\r\n"
+        length = int(header[len(b"Content-Length: ") : -2])
+        body = reader.read(length)
+        assert len(body) == length > 0
+        found.append(body)
+    return found
+
+
+def framed(body: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def test_well_formed_frames_pass_unchanged():
+    frames = [b'{"a": 1}', b"x" * (3 << 20), b"{}"]
+    assert bodies(b"".join(framed(body) for body in frames)) == frames
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"content-length: 2\r\n",
+        b"CONTENT-LENGTH:2\n",
+        b"Content-Length :  2 \r\n",
+        b"Content-Type: application/vscode-jsonrpc\r\nContent-Length: 2\r\n",
+        b"Content-Length: 2\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n",
+    ],
+)
+def test_headers_in_any_case_spacing_and_order(header):
+    assert bodies(header + b"\r\n{}" + framed(b"[]")) == [b"{}", b"[]"]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\r\n\n   \r\n",  # blank lines between frames
+        b"not a header\r\n\r\n{}\r\n",
+        b'method": "x"}',  # the rest of a too-short frame, no newline: joins the next header
+        b"\x00\xff" * LINE_CHUNK,  # a line longer than one read, the header at its end
+        b"Content-Length: abc\r\n\r\n{}\r\n",
+        b"Content-Length: -5\r\n\r\n{}\r\n",
+        b"Content-Length: 0\r\n\r\n",
+        b"Content-Length 12\r\n\r\n{}\r\n",
+        b"Content-Length: %d\r\n\r\n{}\r\n" % (MAX_CONTENT_LENGTH + 1),
+        b"Content-Length: " + b"9" * 5000 + b"\r\n\r\n{}\r\n",
+        b"Content-Length: 2\r\nnot a header\r\n\r\n{}\r\n",  # a broken frame loses its length
+    ],
+)
+def test_garbage_is_skipped_up_to_the_next_frame(garbage):
+    assert bodies(framed(b"[1]") + garbage + framed(b"[2]")) == [b"[1]", b"[2]"]
+
+
+def test_a_frame_cut_short_by_the_end_of_input_ends_it():
+    assert bodies(framed(b"[1]") + b"Content-Length: 10\r\n\r\n{}") == [b"[1]"]
+    assert bodies(b"Content-Length: 10\r\n") == []
+    assert bodies(b"garbage without a newline") == []
