@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Generator
 from typing import Any
@@ -37,6 +38,7 @@ from .engine.worker import Job, LoadEvent, Outcome, Worker
 from .replies import completion_items, inline_items, word_start
 from .reuse import RecentSuggestions, context_at
 from .settings import Settings, parse_settings
+from .typing_pace import TypingPace
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,7 @@ class CodeLlamaServer(LanguageServer):
         self.initial_problems: list[str] = []
         self.shut_down = False
         self.recent = RecentSuggestions()
+        self.paces: dict[str, TypingPace] = {}
         self.reused = 0
 
     def apply_settings(self, raw: Any) -> None:
@@ -279,7 +282,10 @@ class CodeLlamaServer(LanguageServer):
 
     async def run(self, key: str, request: InfillRequest, debounce: bool) -> Outcome:
         assert self.worker is not None
-        delay = self.settings.debounce_ms / 1000 if debounce else 0.0
+        delay = 0.0
+        if debounce:
+            pace = self.paces.setdefault(key, TypingPace())
+            delay = pace.wait(time.monotonic(), self.settings.debounce_ms / 1000)
         job: Job = self.worker.submit(key, request, delay)
         try:
             outcome = await asyncio.wrap_future(job.future)
@@ -347,6 +353,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
     def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.documents.pop(params.text_document.uri, None)
         ls.recent.forget(params.text_document.uri)
+        ls.paces.pop(params.text_document.uri, None)
         if ls.worker is not None:
             ls.worker.forget(params.text_document.uri)
 

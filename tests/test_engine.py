@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sysconfig
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from codellama_lsp.document import TextDocument
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
 from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete
 from codellama_lsp.engine.model import load_model
+from codellama_lsp.engine.prompt_lookup import MAX_DRAFT
 from codellama_lsp.settings import Settings
 
 
@@ -78,18 +80,36 @@ def test_a_static_cache_gives_the_answers_of_a_dynamic_one(loaded):
         assert (got.text, got.prefilled) == (expected.text, expected.prefilled)
         caches.add(id(static_state.cache))
     assert type(static_state.cache).__name__ == "StaticCache" and len(caches) == 1
-    assert static_state.capacity == 1024 + 6 + 1
+    assert static_state.capacity == 1024 + 6 + 1 + MAX_DRAFT
 
 
-def test_a_cancelled_run_leaves_a_valid_cache(loaded):
+@pytest.mark.parametrize("where", ["first chunk", "second chunk", "decode"])
+def test_a_cancelled_run_leaves_a_valid_cache(loaded, where):
+    """Cancellation is checked before every decoder layer in prefill and before every decode
+    step; wherever it lands, the cache holds exactly `state.ids` and the next run is right."""
     counter = LineTokenCounter(loaded.tokenizer)
     lines, line, column = typing_trace()[10]
-    expected = complete(loaded, request(lines, line, column), CachedSequence(), counter, bool)
+    checks = itertools.count()
+    expected = complete(
+        loaded,
+        request(lines, line, column),
+        CachedSequence(),
+        counter,
+        lambda: next(checks) < 0,
+    )
+    total = next(checks)
+    layers = loaded.model.config.num_hidden_layers
+    stop_at = {"first chunk": 1, "second chunk": layers + 1, "decode": total - 2}[where]
     state = CachedSequence()
-    calls = iter(range(1000))
+    calls = itertools.count()
     with pytest.raises(Cancelled):
-        complete(loaded, request(lines, line, column), state, counter, lambda: next(calls) > 2)
-    assert state.ids and state.nbytes() > 0
+        complete(
+            loaded, request(lines, line, column), state, counter, lambda: next(calls) >= stop_at
+        )
+    assert state.cache is not None
+    assert all(int(layer.get_seq_length()) == len(state.ids) for layer in state.cache.layers)
+    if where == "decode":
+        assert len(state.ids) > expected.prompt_tokens
     again = complete(loaded, request(lines, line, column), state, counter, bool)
     assert again.text == expected.text
 

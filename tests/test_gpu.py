@@ -5,12 +5,13 @@ of plain uncached generation. Skipped where torch sees no CUDA GPU (CI); run on 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
 from test_engine import request, typing_trace
 
-from codellama_lsp.engine.generation import CachedSequence
+from codellama_lsp.engine.generation import CachedSequence, Cancelled
 from codellama_lsp.engine.infill import LineTokenCounter, complete
 from codellama_lsp.engine.model import load_model
 from codellama_lsp.settings import Settings
@@ -39,3 +40,21 @@ def test_graph_replay_gives_the_answers_of_uncached_generation(loaded, order):
         cached = complete(loaded, request(lines, line, column, order), state, counter, bool)
         assert cached.text == fresh.text
     assert state.graph is not None and type(state.cache).__name__ == "StaticCache"
+
+
+def test_a_prefill_cancelled_midway_leaves_the_static_cache_valid(loaded):
+    eager = dataclasses.replace(loaded, decode_graphs=False)
+    counter = LineTokenCounter(loaded.tokenizer)
+    lines, line, column = typing_trace()[10]
+    expected = complete(eager, request(lines, line, column), CachedSequence(), counter, bool)
+    state = CachedSequence()
+    calls = itertools.count()
+    stop_at = loaded.model.config.num_hidden_layers + 1  # the second prefill chunk, midway
+    with pytest.raises(Cancelled):
+        complete(
+            loaded, request(lines, line, column), state, counter, lambda: next(calls) >= stop_at
+        )
+    assert state.cache is not None and state.ids
+    assert all(int(layer.get_seq_length()) == len(state.ids) for layer in state.cache.layers)
+    again = complete(loaded, request(lines, line, column), state, counter, bool)
+    assert again.text == expected.text

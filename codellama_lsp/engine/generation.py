@@ -3,8 +3,9 @@
 A document's cache holds the keys and values of the last prompt and of what was generated after
 it. The next prompt shares most of its tokens with that one (suffix-first prompts end with the
 prefix the user is typing), so only the tokens after the common prefix are run through the model.
-Cancellation is checked before every forward pass: during prefill between chunks, during decode
-before every token.
+Cancellation is checked before every decode step and, during prefill, before every decoder layer:
+a prefill chunk costs several decode steps, so waiting for its end would make a cancelled request
+run on for that long. A chunk stopped midway is rolled back, and the cache stays valid.
 
 On a CUDA GPU the cache is a preallocated `StaticCache` and every one-token forward pass replays
 a CUDA graph (decode_graph.py); elsewhere it is a `DynamicCache` that grows with the sequence.
@@ -13,13 +14,16 @@ a CUDA graph (decode_graph.py); elsewhere it is a `DynamicCache` that grows with
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
 from .decode_graph import DecodeGraph
+from .prompt_lookup import MAX_DRAFT, Payoff, draft
 
 if TYPE_CHECKING:
     from transformers import Cache, PreTrainedModel
@@ -46,6 +50,8 @@ class CachedSequence:
     capacity: int = 0
     """Positions of a static cache; 0 for a dynamic one."""
     graph: DecodeGraph | None = None
+    payoff: Payoff = field(default_factory=Payoff)
+    """Outlives `reset`: it is about the model and the machine, not the text."""
 
     def reset(self, model: PreTrainedModel, capacity: int) -> None:
         from transformers import DynamicCache, StaticCache
@@ -101,16 +107,20 @@ def generate(
     tokenizer: FimTokenizer | None = None,
     deadline: float = float("inf"),
     static_capacity: int = 0,
+    prompt_lookup: bool = True,
 ) -> Generated:
     """Greedy (or sampled) tokens after `prompt`; the first ones spell `forced` (token healing).
 
     With `static_capacity`, the cache is a static one of at least that many positions (the
     largest request expected, so it is allocated once per document) and decode steps replay a
-    CUDA graph where the model is on a CUDA GPU.
+    CUDA graph where the model is on a CUDA GPU. Greedy decoding over eager steps checks
+    prompt-lookup drafts (prompt_lookup.py): the same tokens, in fewer forward passes.
     """
     start = time.perf_counter()
     device = model.device
-    needed = len(prompt) + max_new_tokens
+    graphs = bool(static_capacity) and device.type == "cuda"
+    lookup = prompt_lookup and temperature <= 0 and not graphs
+    needed = len(prompt) + max_new_tokens + (MAX_DRAFT if lookup else 0)
     # At least one prompt token always goes through the model: its logits choose the first token.
     reuse = min(common_prefix(state.ids, prompt), len(prompt) - 1)
     logits = None
@@ -125,17 +135,25 @@ def generate(
         elif len(state.ids) > reuse:
             state.cache.crop(reuse - len(state.ids))
             del state.ids[reuse:]
-        for begin in range(reuse, len(prompt), PREFILL_CHUNK):
-            if cancelled():
-                raise Cancelled(0)
-            chunk = prompt[begin : begin + PREFILL_CHUNK]
-            logits = _forward(model, chunk, state, device)
+        with _stop_between_layers(model, cancelled):
+            for begin in range(reuse, len(prompt), PREFILL_CHUNK):
+                chunk = prompt[begin : begin + PREFILL_CHUNK]
+                try:
+                    logits = _forward(model, chunk, state, device)
+                except _LayerCancelled:
+                    _roll_back(state)
+                    raise Cancelled(0) from None
         first_token_s = 0.0
         out: list[int] = []
         ended = False
+        verified: deque[int] = deque()
+        """Draft tokens the model confirmed: already in the cache, emitted without a forward."""
         while True:
             assert logits is not None
-            if forced and tokenizer is not None:
+            confirmed = bool(verified)
+            if confirmed:
+                token = verified.popleft()
+            elif forced and tokenizer is not None:
                 choices = tokenizer.ids_spelling_start(forced)
                 token = choices[_pick(logits[choices], temperature)]
                 spelled = tokenizer.decode_bytes([token])
@@ -150,9 +168,20 @@ def generate(
             out.append(token)
             if len(out) >= max_new_tokens or time.perf_counter() > deadline or should_stop(out):
                 break
+            if confirmed:  # in the cache already: the next token comes from `logits` or the queue
+                continue
             if cancelled():
                 raise Cancelled(len(out))
-            logits = _forward(model, [token], state, device)
+            useful = lookup and not forced and state.payoff.wanted()
+            guess = draft(prompt + out) if useful else []
+            began = time.perf_counter()
+            if guess:
+                logits = _verify(model, token, guess, state, verified)
+                state.payoff.drafted(time.perf_counter() - began, len(verified))
+            else:
+                logits = _forward(model, [token], state, device)
+                if lookup:
+                    state.payoff.plain(time.perf_counter() - began)
     return Generated(
         ids=out,
         ended=ended,
@@ -177,6 +206,63 @@ def _forward(
         logits = output.logits[0, -1]
     state.ids.extend(ids)
     return logits
+
+
+def _verify(
+    model: PreTrainedModel,
+    token: int,
+    guess: list[int],
+    state: CachedSequence,
+    verified: deque[int],
+) -> torch.Tensor:
+    """One pass over `token` and a draft: keep the draft's tokens greedy decoding agrees with.
+
+    Queues the confirmed ones in `verified`, crops the rest out of the cache, and returns the
+    logits after the last confirmed token.
+    """
+    input_ids = torch.tensor([[token, *guess]], dtype=torch.long, device=model.device)
+    output = model(
+        input_ids=input_ids, cache=state.cache, use_cache=True, logits_to_keep=len(guess) + 1
+    )
+    logits = output.logits[0]
+    picks = torch.argmax(logits, dim=-1).tolist()
+    kept = 0
+    while kept < len(guess) and guess[kept] == picks[kept]:
+        kept += 1
+    assert state.cache is not None
+    if kept < len(guess):
+        state.cache.crop(kept - len(guess))
+    state.ids += [token, *guess[:kept]]
+    verified.extend(guess[:kept])
+    return logits[kept]
+
+
+class _LayerCancelled(Exception):
+    """Raised from inside a forward pass: the cache may hold part of the chunk."""
+
+
+@contextmanager
+def _stop_between_layers(model: PreTrainedModel, cancelled: Callable[[], bool]) -> Iterator[None]:
+    def check(_module: torch.nn.Module, _args: object) -> None:
+        if cancelled():
+            raise _LayerCancelled
+
+    layers = model.get_decoder().layers
+    hooks = [layer.register_forward_pre_hook(check) for layer in layers]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _roll_back(state: CachedSequence) -> None:
+    """Crop the layers that took part of an interrupted chunk back to `state.ids`."""
+    assert state.cache is not None
+    for layer in state.cache.layers:
+        extra = int(layer.get_seq_length()) - len(state.ids)
+        if extra > 0:
+            layer.crop(-extra)
 
 
 def _pick(logits: torch.Tensor, temperature: float) -> int:

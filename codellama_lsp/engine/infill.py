@@ -16,6 +16,7 @@ from ..context_window import Window, fit_window
 from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
 from ..prompt import Order, build_prompt, heal
 from ..tokenizer import FimTokenizer
+from .prompt_lookup import MAX_DRAFT
 
 if TYPE_CHECKING:
     from .generation import CachedSequence
@@ -126,7 +127,9 @@ def complete(
         tokenizer=tokenizer,
         deadline=started + request.time_budget_s,
         static_capacity=(
-            request.context_tokens + request.max_new_tokens + 1 if loaded.decode_graphs else 0
+            request.context_tokens + request.max_new_tokens + 1 + MAX_DRAFT
+            if loaded.decode_graphs
+            else 0
         ),
     )
     middle = postprocess(

@@ -63,6 +63,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     superseded: bool = False
     number: int = 0
+    submitted: float = 0.0
     cancelled_at: float | None = None
     """When the cancel flag was set: the worker reports how long it took to stop."""
 
@@ -109,6 +110,8 @@ class Worker:
         self._model_key: tuple[object, ...] | None = None
         self._load_generation = 0
         self._sessions: OrderedDict[str, CachedSequence] = OrderedDict()
+        """Owned by the worker thread; others read `_cached` (documents, bytes), kept under lock."""
+        self._cached = (0, 0)
         self._cache_documents = Settings.cache_documents
         self._cache_bytes = Settings.cache_megabytes * 2**20
         self._numbers = itertools.count(1)
@@ -139,7 +142,8 @@ class Worker:
         ).start()
 
     def submit(self, key: str, request: InfillRequest, delay_s: float) -> Job:
-        job = Job(key, request, due=time.monotonic() + delay_s, number=next(self._numbers))
+        now = time.monotonic()
+        job = Job(key, request, due=now + delay_s, number=next(self._numbers), submitted=now)
         with self._cond:
             self._stats.requests += 1
             if not self.ready:
@@ -172,7 +176,7 @@ class Worker:
 
     def forget(self, key: str) -> None:
         """Drop a closed document's cache (on the worker thread, which owns it)."""
-        self._post(lambda: self._sessions.pop(key, None))
+        self._post(lambda: self._drop_sessions(key))
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
@@ -189,8 +193,8 @@ class Worker:
                 "generatedTokens": stats.generated_tokens,
                 "wastedTokens": stats.wasted_tokens,
                 "cacheHits": stats.cache_hits,
-                "cachedDocuments": len(self._sessions),
-                "cacheBytes": sum(s.nbytes() for s in self._sessions.values()),
+                "cachedDocuments": self._cached[0],
+                "cacheBytes": self._cached[1],
                 "recent": list(stats.recent),
                 "model": self._loaded.description if self._loaded else None,
             }
@@ -230,7 +234,7 @@ class Worker:
             if generation != self._load_generation:
                 return
             self._loaded = loaded
-        self._post(self._sessions.clear)  # caches of the previous model are of no use
+        self._post(self._drop_sessions)  # caches of the previous model are of no use
         self._on_load_event(LoadEvent("end", f"Code Llama ready: {loaded.description}"))
 
     # -- the worker thread ------------------------------------------------------------------
@@ -311,7 +315,9 @@ class Worker:
             stats.cache_hits += infill.prefilled < infill.prompt_tokens
             stats.recent.append(
                 {
+                    "job": job.number,
                     "status": "completed",
+                    "waitMs": round((job.due - job.submitted) * 1000, 1),
                     "promptTokens": infill.prompt_tokens,
                     "prefilled": infill.prefilled,
                     "generated": infill.generated,
@@ -328,7 +334,12 @@ class Worker:
             setattr(self._stats, status, getattr(self._stats, status) + 1)
             self._stats.wasted_tokens += generated
             self._stats.recent.append(
-                {"status": status, "generated": generated, "stopMs": round(stopped_ms, 2)}
+                {
+                    "job": job.number,
+                    "status": status,
+                    "generated": generated,
+                    "stopMs": round(stopped_ms, 2),
+                }
             )
         job.resolve(Outcome(status))
 
@@ -336,7 +347,7 @@ class Worker:
         """Any failure answers the request empty, frees what it can, and keeps the worker up."""
         import torch
 
-        self._sessions.clear()
+        self._drop_sessions()
         gc.collect()
         if _is_out_of_memory(error):
             message = "out of memory while generating: the cache was dropped; lower contextTokens"
@@ -365,6 +376,20 @@ class Worker:
             and sum(s.nbytes() for s in self._sessions.values()) > self._cache_bytes
         ):
             self._sessions.popitem(last=False)
+        self._count_sessions()
+
+    def _drop_sessions(self, key: str | None = None) -> None:
+        """Drop one document's cache, or all of them."""
+        if key is None:
+            self._sessions.clear()
+        else:
+            self._sessions.pop(key, None)
+        self._count_sessions()
+
+    def _count_sessions(self) -> None:
+        cached = (len(self._sessions), sum(s.nbytes() for s in self._sessions.values()))
+        with self._cond:
+            self._cached = cached
 
 
 def _is_out_of_memory(error: Exception) -> bool:
