@@ -157,7 +157,8 @@ class CodeLlamaServer(LanguageServer):
         self.initial_problems: list[str] = []
         self.shut_down = False
         self.recent = RecentSuggestions()
-        self.paces: dict[str, TypingPace] = {}
+        self.pace = TypingPace()
+        """One for all documents: the pace is the typist's, and it carries to the next file."""
         self.reused = 0
 
     def apply_settings(self, raw: Any) -> None:
@@ -284,8 +285,7 @@ class CodeLlamaServer(LanguageServer):
         assert self.worker is not None
         delay = 0.0
         if debounce:
-            pace = self.paces.setdefault(key, TypingPace())
-            delay = pace.wait(time.monotonic(), self.settings.debounce_ms / 1000)
+            delay = self.pace.wait(time.monotonic(), self.settings.debounce_ms / 1000)
         job: Job = self.worker.submit(key, request, delay)
         try:
             outcome = await asyncio.wrap_future(job.future)
@@ -353,7 +353,6 @@ def create_server(base: Settings) -> CodeLlamaServer:
     def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.documents.pop(params.text_document.uri, None)
         ls.recent.forget(params.text_document.uri)
-        ls.paces.pop(params.text_document.uri, None)
         if ls.worker is not None:
             ls.worker.forget(params.text_document.uri)
 

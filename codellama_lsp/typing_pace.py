@@ -2,7 +2,7 @@
 
 A fixed debounce shorter than the gaps between keystrokes starts a generation on every key, only
 for the next key to supersede it: at 80 ms a key and a 50 ms debounce, 95% of the tokens
-generated were thrown away. Waiting a little longer than this document's recent typical gap lets
+generated were thrown away. Waiting a little longer than the typist's recent typical gap lets
 the next keystroke arrive first, so a burst costs one generation; a typist who pauses gets the
 answer after the same short wait as before.
 """
@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 GAPS = 8
-"""Recent gaps between automatic requests on one document that set the pace."""
+"""Recent gaps between automatic requests that set the pace."""
 PAUSE_S = 0.6
 """A longer gap is a pause, not typing: it does not count."""
 HEADROOM = 1.25
@@ -23,7 +23,7 @@ MAX_WAIT_S = 0.3
 
 @dataclass
 class TypingPace:
-    """The automatic requests of one document."""
+    """The times of recent automatic requests, in any document."""
 
     last: float | None = None
     gaps: deque[float] = field(default_factory=lambda: deque(maxlen=GAPS))

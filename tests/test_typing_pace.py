@@ -39,7 +39,7 @@ def test_the_pace_is_the_typical_gap_not_the_last_one():
     assert waits([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.01])[-1] == pytest.approx(0.125)
 
 
-async def test_the_server_waits_to_the_pace_of_each_document(tiny_model_dir):
+async def test_the_server_waits_to_the_typists_pace(tiny_model_dir):
     uri = "file:///work/paced.py"
     text = "def area(r):\n    total = \n"
     async with session({"model": str(tiny_model_dir), "maxNewTokens": 2}) as client:
