@@ -14,6 +14,8 @@ Python process (time limit, resource limits, temporary directory, no proxies, so
 Modes:
   truth       completion = the true middle (checks the harness itself: must be 100%)
   truth+eot   the post-processor gets the true middle, as a model that ended it (ended=True)
+  truth+eot+stop  the true middle then <EOT>, fed token by token with the server's early stop:
+              ended=True only if generation was not stopped first (what a model gets)
   truth+echo  the post-processor gets the true middle followed by the start of the suffix
               (up to 3 lines / 200 characters), fed token by token with the server's early stop,
               ended=False: how often our cut lands in the right place
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCHMARKS = ("single-line", "multi-line", "random-span")
-MODES = ("truth", "truth+eot", "truth+echo", "model")
+MODES = ("truth", "truth+eot", "truth+eot+stop", "truth+echo", "model")
 PUBLISHED_COUNTS = {"single-line": 1033, "multi-line": 5815, "random-span": 1640}
 # Code Llama paper (Rozière et al. 2023), Table 14: pass@1, greedy, Code Llama 7B.
 PAPER_7B = {
@@ -387,17 +389,18 @@ class Completer:
         if self.mode == "truth+eot":
             middle = postprocess(task.middle, window.prefix, window.suffix, ended=True)
         else:
-            text = task.middle + echo_of(window.suffix)
+            ended = self.mode == "truth+eot+stop"  # <EOT> follows, unless stopped before it
+            text = task.middle if ended else task.middle + echo_of(window.suffix)
             # Fed token by token with the server's early stop, as generation would.
             ids = self.tokenizer.encode_infilling(text)
             kept = ids
             for count in range(1, len(ids) + 1):
                 so_far = self.tokenizer.decode(ids[:count])
                 if should_stop(so_far, window.prefix, window.suffix):
-                    kept = ids[:count]
+                    kept, ended = ids[:count], False
                     break
             middle = postprocess(
-                self.tokenizer.decode(kept), window.prefix, window.suffix, ended=False
+                self.tokenizer.decode(kept), window.prefix, window.suffix, ended=ended
             )
         indent = detect_indent(window.prefix + window.suffix)
         return to_document_style(middle, request.eol, indent)
@@ -552,6 +555,9 @@ def report_section(
     title = {
         "truth": "Oracle: the true middle, inserted as is",
         "truth+eot": "Oracle: the true middle through the post-processor, ended by the model",
+        "truth+eot+stop": (
+            "Oracle: the true middle then <EOT>, through the early stop and the post-processor"
+        ),
         "truth+echo": (
             "Oracle: the true middle plus the start of the suffix, cut by the post-processor"
         ),

@@ -2,8 +2,9 @@
 
 Everything here is a pure function of text that uses "\\n" line endings. A fill-in-the-middle
 model often writes past the middle: it goes on into the next lines, echoes the suffix, or closes
-a bracket the suffix already closes. These functions cut such output back to the middle, and
-`should_stop` says when further tokens could only be thrown away, so generation can stop early.
+a bracket the suffix already closes. These functions cut such output back to the middle (a
+middle the model ended itself is trusted), and `should_stop` says when further tokens could only
+be thrown away, so generation can stop early.
 """
 
 from __future__ import annotations
@@ -13,23 +14,31 @@ from collections import Counter
 from typing import NamedTuple
 
 CONTROL_PIECES = ("<EOT>", "<PRE>", "<SUF>", "<MID>")
+GRACE_LINES = 3
+"""Non-blank lines a model that has not ended may write past a block's end before it is taken
+as its middle's end: enough for a middle that goes on a little past it (the `return` after a
+loop) to reach its <EOT> or its echo of the suffix, few enough that a model writing new code is
+stopped soon. Each line more lets more true middles through and costs a rambling model a line
+of tokens (bench/QUALITY.md). In single-line mode (text right of the cursor) the line's end is
+final: a completion there is one line, and it shows as soon as that line is written."""
 
 _CONTROL = re.compile("|".join(map(re.escape, CONTROL_PIECES)))
 _TAB_WIDTH = 4  # columns a tab stands for when indentation widths are compared or converted
 _CLOSERS = ")]}"
 _BLOCK_OPENERS = (":", "{", "(", "[")
 _COMMENT_STARTS = ("#", "//", "/*", "*")
+_WORD = re.compile(r"\w")
 _LONE_CLOSER = re.compile(r"[)\]}]+[;,]?")
 _TRIPLE_QUOTES = re.compile(r"\"\"\"|'''")
 _BRACKET_TOKENS = re.compile(r"\\.|\"\"\"|'''|[\"'`#()\[\]{}]")
 
 
 class _Cut(NamedTuple):
-    """Where a completion ends before the model's own end, found from the text so far."""
+    """Where a completion the model did not end is cut, found from the text so far."""
 
     keep: int  # end of the text kept
     block: bool  # a block end: search the kept text for the suffix's start, else drop trailing ws
-    settled: bool  # later tokens cannot undo this cut
+    settled: bool  # later tokens cannot move this boundary
 
 
 def is_single_line(prefix: str, suffix: str) -> bool:
@@ -45,19 +54,27 @@ def is_single_line(prefix: str, suffix: str) -> bool:
 def postprocess(completion: str, prefix: str, suffix: str, *, ended: bool) -> str:
     """The text to insert at the cursor, given the model's decoded middle.
 
-    `ended` says the model ended the middle itself; its end is then trusted and only
-    structural cuts apply. Otherwise the output is cut where it runs into the suffix.
+    `ended` says the model ended the middle itself (it emitted <EOT> or </s>). A fill-in-the-
+    middle model is trained to end exactly where the suffix takes over, so its extent is then
+    trusted: no block end, line end or echo cut, since a true middle may leave a block or span
+    lines (HumanEval multi-line and random-span tasks do). What still applies is not a guess at
+    the middle's extent: control text is stripped (it must never reach the document) and a
+    closer the suffix already supplies is dropped (it would over-close the code). Otherwise
+    the output is cut back to the middle where it runs on past it.
     """
-    text = _kept(_strip_control(completion), prefix, suffix, ended=ended)[0]
+    text = _strip_control(completion)
     if not ended:
-        text = _trailing_newline(text, suffix)
+        text = _trailing_newline(_kept(text, prefix, suffix)[0], suffix)
     return _drop_supplied_closers(text, prefix, suffix)
 
 
 def should_stop(completion: str, prefix: str, suffix: str) -> bool:
     """Whether further tokens can no longer change `postprocess(..., ended=False)`.
 
-    Called after each token, so generation stops as soon as the rest would be cut away.
+    Called after each token, so generation stops as soon as the rest would be cut away. Past a
+    block's end that waits GRACE_LINES lines: stopping there would rob a model whose middle goes
+    on past it of its chance to end (its extent is then trusted) or to echo the suffix. In
+    single-line mode it stops at the line's end.
     """
     if _CONTROL.search(completion):
         return True
@@ -67,7 +84,7 @@ def should_stop(completion: str, prefix: str, suffix: str) -> bool:
         for size in range(1, min(len(piece), len(completion) + 1))
     ):
         return False  # the next token may complete a control piece that starts earlier
-    return _kept(completion, prefix, suffix, ended=False)[1]
+    return _kept(completion, prefix, suffix)[1]
 
 
 def to_document_style(text: str, eol: str, indent: str) -> str:
@@ -115,44 +132,68 @@ def _strip_control(text: str) -> str:
     return text[: found.start()] if found else text
 
 
-def _kept(text: str, prefix: str, suffix: str, *, ended: bool) -> tuple[str, bool]:
-    """The text kept from a completion, and whether more tokens could still change it.
+def _kept(text: str, prefix: str, suffix: str) -> tuple[str, bool]:
+    """The text kept from a completion the model did not end, and whether more tokens could
+    still change it.
 
-    A cut found in the text so far (a line end in single-line mode, an echo of a whole
-    suffix line, a block end) is final once settled, unless the tail of the text may still
-    grow into an echo that starts before it. Without a cut, an unfinished completion that
-    runs exactly into the suffix loses that part.
+    The cut is final once the text reaches its horizon, unless the tail of the text may still
+    grow into an echo that starts before the horizon. Without a cut, an unfinished completion
+    that runs exactly into the suffix loses that part.
     """
-    echo_start = None if ended else _echo_start(text, suffix)
-    cut = _first_cut(text, prefix, suffix, ended=ended)
+    echo_start = _echo_start(text, suffix)
+    cut, horizon = _cut(text, prefix, suffix)
     if cut is None:
         return (text if echo_start is None else text[:echo_start]), False
-    settled = cut.settled and (echo_start is None or echo_start >= cut.keep)
+    settled = horizon <= len(text) and (echo_start is None or echo_start >= horizon)
     kept = text[: cut.keep]
     if not cut.block:
         return kept, settled
-    block_echo = None if ended else _echo_start(kept, suffix)
+    block_echo = _echo_start(kept, suffix)
     return (kept.rstrip() if block_echo is None else kept[:block_echo]), settled
 
 
-def _first_cut(text: str, prefix: str, suffix: str, *, ended: bool) -> _Cut | None:
-    """The earliest cut in the text; a block end wins a tie with an echo."""
-    cuts = []
-    if is_single_line(prefix, suffix):
-        line_end = text.find("\n")
-        if line_end >= 0:
-            cuts.append(_Cut(line_end, block=False, settled=True))
-    else:
-        block_end = _block_end(text, prefix, suffix)
-        if block_end is not None:
-            cuts.append(block_end)
-    if not ended:
-        echoed_line, line_end = _first_text_line(suffix)
-        if echoed_line:
-            echo = text.find(suffix[:line_end] + "\n")
-            if echo >= 0:
-                cuts.append(_Cut(echo, block=False, settled=True))
-    return min(cuts, key=lambda cut: (cut.keep, not cut.block), default=None)
+def _cut(text: str, prefix: str, suffix: str) -> tuple[_Cut | None, int]:
+    """The cut in the text so far, and its horizon: an echo that starts before the horizon
+    would still become the cut (the horizon is past the text's end until the cut is settled).
+
+    An echo of the suffix (up to the end of its first text line) shows where the model ran
+    past the middle. A block's end is only a guess, since true middles cross them, so an echo
+    that starts within GRACE_LINES lines past it still wins; the line's end in single-line mode
+    is final. Past a boundary only an echo holding a word counts: a lone ":" or ")"
+    at a line's end turns up in any code. A block end wins a tie with an echo.
+    """
+    line, line_end = _first_text_line(suffix)
+    echoed = suffix[:line_end] if line else ""
+    found = text.find(echoed + "\n") if echoed else -1
+    echo = _Cut(found, block=False, settled=True) if found >= 0 else None
+    boundary = _boundary(text, prefix, suffix)
+    if boundary is None or (echo is not None and echo.keep < boundary.keep):
+        return echo, len(text) + 1 if echo is None else echo.keep
+    reach = _grace_end(text, boundary.keep) if boundary.block else boundary.keep + 1
+    if echo is not None and boundary.keep < echo.keep < reach and _WORD.search(echoed):
+        return echo, echo.keep
+    return boundary, reach if boundary.settled else len(text) + 1
+
+
+def _boundary(text: str, prefix: str, suffix: str) -> _Cut | None:
+    """Where the text leaves the cursor's line (single-line mode) or block, if it does."""
+    if not is_single_line(prefix, suffix):
+        return _block_end(text, prefix, suffix)
+    line_end = text.find("\n")
+    return _Cut(line_end, block=False, settled=True) if line_end >= 0 else None
+
+
+def _grace_end(text: str, start: int) -> int:
+    """Just past the line break that ends the GRACE_LINES-th non-blank line from `start` on,
+    or len(text) + 1 while fewer such lines are complete."""
+    lines = 0
+    while lines < GRACE_LINES:
+        found = text.find("\n", start)
+        if found < 0:
+            return len(text) + 1
+        lines += bool(text[start:found].strip())
+        start = found + 1
+    return start
 
 
 def _block_end(text: str, prefix: str, suffix: str) -> _Cut | None:

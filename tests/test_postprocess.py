@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from codellama_lsp.postprocess import (
     CONTROL_PIECES,
+    GRACE_LINES,
     detect_indent,
     is_single_line,
     postprocess,
@@ -171,10 +172,12 @@ def test_balanced_closers_are_kept() -> None:
 
 def test_single_line_mode_cuts_at_the_line_end() -> None:
     prefix, suffix = "total = ", "  # the sum\nprint(total)\n"
-    assert postprocess("a + b\nc = 2\n", prefix, suffix, ended=True) == "a + b"
-    assert postprocess("a + b", prefix, suffix, ended=True) == "a + b"
-    assert should_stop("a + b\n", prefix, suffix)
+    assert postprocess("a + b\nc = 2\n", prefix, suffix, ended=False) == "a + b"
+    assert postprocess("a + b", prefix, suffix, ended=False) == "a + b"
     assert not should_stop("a + b", prefix, suffix)
+    # the line's end is final: generation stops there, with no grace lines
+    assert should_stop("a + b\n", prefix, suffix)
+    assert postprocess("a + b\nc = 2\nd = 3\ne = 4\n", prefix, suffix, ended=False) == "a + b"
 
 
 def test_echo_of_the_suffix_is_cut_unless_the_model_ended() -> None:
@@ -182,6 +185,63 @@ def test_echo_of_the_suffix_is_cut_unless_the_model_ended() -> None:
     assert postprocess("1, args)\nprint(x)\ny = 2", prefix, suffix, ended=False) == "1, "
     assert postprocess("1, ar", prefix, suffix, ended=False) == "1, "  # cut off while echoing
     assert postprocess("1, args)", prefix, suffix, ended=True) == "1, args)"
+
+
+_LEAVES_THE_LOOP = (  # a middle that leaves the loop's block for the function's return
+    "def f(numbers, threshold):\n",
+    "    for n in numbers:\n        if n < threshold:\n            return True\n\n    return False",
+)
+
+
+def test_a_middle_the_model_ended_is_kept_across_lines_and_blocks() -> None:
+    # text follows the cursor, yet the model ended a middle that spans lines
+    prefix, suffix = "    for idx, elem in enume", "rate(numbers):\n        pass\n"
+    middle = "rate(numbers):\n        for idx2, elem2 in enume"
+    assert postprocess(middle, prefix, suffix, ended=True) == middle
+    # the middle leaves the loop's block (HumanEval/0)
+    prefix, middle = _LEAVES_THE_LOOP
+    assert postprocess(middle, prefix, "\n", ended=True) == middle
+    assert postprocess(middle, prefix, "\n", ended=False) == middle[: middle.index("\n\n")]
+    # a closing brace and the next statement, in C
+    middle = "y();\n}\nz();"
+    assert postprocess(middle, "if (x) {\n    ", "\n\nw();\n", ended=True) == middle
+
+
+def test_what_an_ended_middle_still_loses() -> None:
+    # control text never reaches the document; a closer the suffix supplies is not doubled
+    assert postprocess("a\nb<EOT>c", "x = ", "\n", ended=True) == "a\nb"
+    assert postprocess("1,\n    2)", "f(", ")\n", ended=True) == "1,\n    2"
+    assert postprocess("1,\n    2)", "f((", ")\n", ended=True) == "1,\n    2)"
+
+
+def test_an_ended_middle_that_leaves_its_block_is_not_stopped_early() -> None:
+    """Within GRACE_LINES lines past a block's end, the model can still reach its <EOT>."""
+    prefix, middle = _LEAVES_THE_LOOP
+    assert not any(should_stop(middle[:end], prefix, "\n") for end in range(len(middle) + 1))
+
+
+def test_an_echo_past_a_boundary_marks_the_end_within_the_grace_lines() -> None:
+    prefix = "def f(xs):\n    total = 0\n    for x in xs:\n        "
+    suffix = "\n    return total\n"
+    middle = "total += x\n    total *= 2"
+    assert postprocess(middle + suffix, prefix, suffix, ended=False) == middle
+    assert should_stop(middle + suffix, prefix, suffix)
+    # more new lines than GRACE_LINES past the block's end: the block's end is the cut
+    rambling = middle + "\n    a = 1\n    b = 2\n    c = 3" + suffix
+    assert GRACE_LINES == 3
+    assert postprocess(rambling, prefix, suffix, ended=False) == "total += x"
+    # in single-line mode an echo on a later line does not count: the line's end is final
+    prefix, suffix = "x = f(", "a, b)\nprint(x)\n"
+    assert postprocess("1)\ny = f(a, b)\n", prefix, suffix, ended=False) == "1)"
+
+
+def test_an_echo_of_only_punctuation_past_a_boundary_is_no_evidence() -> None:
+    prefix, suffix = "if n % i == 0", ":\n    return False\n"
+    # before the line's end it is evidence enough; past it, ":" ends many lines
+    assert postprocess(" and n > 1:\n    return True\n", prefix, suffix, ended=False) == (
+        " and n > 1"
+    )
+    assert postprocess(" and n > 1\ndef g():\n", prefix, suffix, ended=False) == " and n > 1"
 
 
 def test_a_line_end_before_a_new_line_is_dropped() -> None:
@@ -195,17 +255,17 @@ def test_python_block_ends_at_dedent() -> None:
     prefix = "def area(r):\n    "
     suffix = "\n\ndef main():\n    print(area(2))\n"
     completion = "return 3.14 * r * r\n\n\ndef perimeter(r):\n    return 2 * 3.14 * r\n"
-    assert postprocess(completion, prefix, suffix, ended=True) == "return 3.14 * r * r"
-    # "d" may still be an echo of the suffix's "def main", "def p" no longer is
-    assert not should_stop(completion[: completion.index("def") + 1], prefix, suffix)
-    assert should_stop(completion[: completion.index("def") + 5], prefix, suffix)
+    assert postprocess(completion, prefix, suffix, ended=False) == "return 3.14 * r * r"
+    assert not should_stop(completion, prefix, suffix)  # 2 of the GRACE_LINES lines
+    assert not should_stop(completion + "\n\ndef volume(r):\n", prefix, suffix)  # "\n\nd"?
+    assert should_stop(completion + "\n\ndef volume(r):\n    return", prefix, suffix)
 
 
 def test_block_body_after_opener_ends_at_same_indentation() -> None:
     prefix, suffix = "class A:\n    def f(self):", "\n\n    def g(self):\n        pass\n"
     completion = "\n        return 1\n\n    def h(self):\n        return 2"
-    assert postprocess(completion, prefix, suffix, ended=True) == "\n        return 1"
-    assert should_stop("\n        return 1\n\n    def h", prefix, suffix)
+    assert postprocess(completion, prefix, suffix, ended=False) == "\n        return 1"
+    assert should_stop(completion + "\n\n    def i(self):\n        return 3", prefix, suffix)
 
 
 def test_comment_ending_in_colon_opens_no_block() -> None:
@@ -217,14 +277,14 @@ def test_c_block_keeps_its_closing_brace_unless_the_suffix_has_it() -> None:
     prefix = "int square(int x) {"
     completion = "\n    return x * x;\n}\n\nint cube(int x) {\n    return x * x * x;\n}\n"
     expected = "\n    return x * x;\n}"
-    assert postprocess(completion, prefix, "\n\nint main(void) {}\n", ended=True) == expected
-    assert postprocess(completion, prefix, "\n}\n", ended=True) == "\n    return x * x;"
+    assert postprocess(completion, prefix, "\n\nint main(void) {}\n", ended=False) == expected
+    assert postprocess(completion, prefix, "\n}\n", ended=False) == "\n    return x * x;"
     # typed inside an empty block whose closing brace the editor already inserted
     inside = "if (x) {\n    "
-    assert postprocess("y();\n}\nz();", inside, "\n}\n", ended=True) == "y();"
-    assert postprocess("y();\n}\nz();", inside, "\n\nw();\n", ended=True) == "y();\n}"
+    assert postprocess("y();\n}\nz();", inside, "\n}\n", ended=False) == "y();"
+    assert postprocess("y();\n}\nz();", inside, "\n\nw();\n", ended=False) == "y();\n}"
     assert not should_stop("y();\n}", inside, "\n\nw();\n")  # "}" may go on as "} else {"
-    assert should_stop("y();\n}\n", inside, "\n\nw();\n")
+    assert should_stop("y();\n}\nz();\nu();\nv();\nq", inside, "\n\nw();\n")
 
 
 def test_control_pieces_never_reach_the_document() -> None:
