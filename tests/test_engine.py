@@ -160,4 +160,23 @@ def test_the_time_budget_stops_generation(loaded):
     unbounded = generate(loaded.model, prompt, CachedSequence(), **common)
     bounded = generate(loaded.model, prompt, CachedSequence(), deadline=0.0, **common)
     assert len(unbounded.ids) == 50
-    assert bounded.ids == unbounded.ids[:1] and not bounded.ended
+    assert bounded.ids == unbounded.ids[:1] and bounded.stop_id is None
+
+
+def test_the_stop_id_the_model_emitted_is_reported(loaded):
+    """The caller tells an ended middle (<EOT>, </s>) from a stray control id by this."""
+    from codellama_lsp.engine.generation import generate
+
+    prompt = loaded.tokenizer.encode("def f(x):\n    return")
+    common = {
+        "max_new_tokens": 5,
+        "temperature": 0.0,
+        "should_stop": lambda ids: False,
+        "cancelled": lambda: False,
+    }
+    free = generate(loaded.model, prompt, CachedSequence(), stop_ids=frozenset(), **common)
+    third = free.ids[2]
+    stopped = generate(
+        loaded.model, prompt, CachedSequence(), stop_ids=frozenset({third}), **common
+    )
+    assert stopped.stop_id == third and stopped.ids == free.ids[: free.ids.index(third)]

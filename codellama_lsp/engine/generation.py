@@ -76,8 +76,8 @@ class CachedSequence:
 @dataclass
 class Generated:
     ids: list[int]
-    ended: bool
-    """The model emitted a stop id itself (end of infill or end of sequence)."""
+    stop_id: int | None
+    """The stop id the model emitted itself, if it did (None: a limit or `should_stop`)."""
     prompt_tokens: int
     prefilled: int
     """Prompt tokens run through the model: the rest came from the cache."""
@@ -145,7 +145,7 @@ def generate(
                     raise Cancelled(0) from None
         first_token_s = 0.0
         out: list[int] = []
-        ended = False
+        stop_id = None
         verified: deque[int] = deque()
         """Draft tokens the model confirmed: already in the cache, emitted without a forward."""
         while True:
@@ -163,7 +163,7 @@ def generate(
             if not out:
                 first_token_s = time.perf_counter() - start
             if token in stop_ids:
-                ended = True
+                stop_id = token
                 break
             out.append(token)
             if len(out) >= max_new_tokens or time.perf_counter() > deadline or should_stop(out):
@@ -184,7 +184,7 @@ def generate(
                     state.payoff.plain(time.perf_counter() - began)
     return Generated(
         ids=out,
-        ended=ended,
+        stop_id=stop_id,
         prompt_tokens=len(prompt),
         prefilled=len(prompt) - reuse,
         first_token_s=first_token_s,

@@ -133,7 +133,11 @@ def complete(
         ),
     )
     middle = postprocess(
-        text_of(generated.ids), window.prefix, window.suffix, ended=generated.ended
+        text_of(generated.ids),
+        window.prefix,
+        window.suffix,
+        # Only these end a middle; another control id (<PRE>, <s>, ...) is the model going astray.
+        ended=generated.stop_id in (tokenizer.ids.eot, tokenizer.ids.eos),
     )
     indent = detect_indent(window.prefix + window.suffix)
     return Infill(
