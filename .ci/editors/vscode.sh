@@ -24,7 +24,7 @@ say() { printf '[vscode.sh %(%T)T] %s\n' -1 "$*" >&2; }
 started=$SECONDS
 mkdir -p "$CACHE"
 
-# --- Debian packages: Chromium, and a compiler for code-server's native modules -----------------
+# --- Debian packages: Chromium, and a compiler and headers (gssapi) for code-server's native modules
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
         say "need root (or sudo) to run: $*"
@@ -32,7 +32,7 @@ as_root() {
     fi
 }
 missing=()
-for package in chromium ca-certificates g++ make python3 pkg-config; do
+for package in chromium ca-certificates g++ make python3 pkg-config libkrb5-dev; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 done
 # npm bootstraps Node 24; Debian's npm is only used when the machine has no npm at all.
