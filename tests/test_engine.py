@@ -8,6 +8,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import torch
 
 from codellama_lsp.document import TextDocument
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
@@ -83,6 +84,15 @@ def test_a_static_cache_gives_the_answers_of_a_dynamic_one(loaded):
     assert static_state.capacity == 1024 + 6 + 1 + MAX_DRAFT
 
 
+def checks_per_chunk(model) -> int:
+    """Cancellation checks in one prefill chunk: each decoder layer and each linear map in it."""
+    return sum(
+        module is layer or isinstance(module, torch.nn.Linear)
+        for layer in model.get_decoder().layers
+        for module in layer.modules()
+    )
+
+
 @pytest.mark.parametrize("where", ["first chunk", "second chunk", "decode"])
 def test_a_cancelled_run_leaves_a_valid_cache(loaded, where):
     """Cancellation is checked before every decoder layer in prefill and before every decode
@@ -98,8 +108,10 @@ def test_a_cancelled_run_leaves_a_valid_cache(loaded, where):
         lambda: next(checks) < 0,
     )
     total = next(checks)
-    layers = loaded.model.config.num_hidden_layers
-    stop_at = {"first chunk": 1, "second chunk": layers + 1, "decode": total - 2}[where]
+    per_chunk = checks_per_chunk(loaded.model)
+    stop_at = {"first chunk": 5, "second chunk": per_chunk + per_chunk // 2, "decode": total - 2}[
+        where
+    ]
     state = CachedSequence()
     calls = itertools.count()
     with pytest.raises(Cancelled):

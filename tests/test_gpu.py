@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 import torch
-from test_engine import request, typing_trace
+from test_engine import checks_per_chunk, request, typing_trace
 
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
 from codellama_lsp.engine.infill import LineTokenCounter, complete
@@ -49,7 +49,8 @@ def test_a_prefill_cancelled_midway_leaves_the_static_cache_valid(loaded):
     expected = complete(eager, request(lines, line, column), CachedSequence(), counter, bool)
     state = CachedSequence()
     calls = itertools.count()
-    stop_at = loaded.model.config.num_hidden_layers + 1  # the second prefill chunk, midway
+    per_chunk = checks_per_chunk(loaded.model)
+    stop_at = per_chunk + per_chunk // 2  # the second prefill chunk, midway
     with pytest.raises(Cancelled):
         complete(
             loaded, request(lines, line, column), state, counter, lambda: next(calls) >= stop_at

@@ -3,9 +3,10 @@
 A document's cache holds the keys and values of the last prompt and of what was generated after
 it. The next prompt shares most of its tokens with that one (suffix-first prompts end with the
 prefix the user is typing), so only the tokens after the common prefix are run through the model.
-Cancellation is checked before every decode step and, during prefill, before every decoder layer:
-a prefill chunk costs several decode steps, so waiting for its end would make a cancelled request
-run on for that long. A chunk stopped midway is rolled back, and the cache stays valid.
+Cancellation is checked before every decoder layer and every matrix product in one, during prefill
+and eager decode steps alike: a prefill chunk costs several decode steps, and even one step is
+too long to wait for. A pass stopped midway is rolled back, and the cache stays valid. A CUDA
+graph replay cannot stop midway: on a GPU, decode is checked before every step.
 
 On a CUDA GPU the cache is a preallocated `StaticCache` and every one-token forward pass replays
 a CUDA graph (decode_graph.py); elsewhere it is a `DynamicCache` that grows with the sequence.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -124,8 +125,11 @@ def generate(
     # At least one prompt token always goes through the model: its logits choose the first token.
     reuse = min(common_prefix(state.ids, prompt), len(prompt) - 1)
     logits = None
-    with torch.inference_mode():  # a static cache's length is an inference tensor
-        if static_capacity:
+    out: list[int] = []
+    stop_id = None
+    first_token_s = 0.0
+    with torch.inference_mode(), ExitStack() as interruptible:
+        if static_capacity:  # (a static cache's length is an inference tensor: crop it in here)
             fits = state.cache is not None and state.capacity >= needed
         else:
             fits = state.cache is not None and not state.capacity and reuse > 0
@@ -135,53 +139,53 @@ def generate(
         elif len(state.ids) > reuse:
             state.cache.crop(reuse - len(state.ids))
             del state.ids[reuse:]
-        with _stop_between_layers(model, cancelled):
+        interruptible.enter_context(_stop_inside_layers(model, cancelled))
+        try:
             for begin in range(reuse, len(prompt), PREFILL_CHUNK):
-                chunk = prompt[begin : begin + PREFILL_CHUNK]
-                try:
-                    logits = _forward(model, chunk, state, device)
-                except _LayerCancelled:
-                    _roll_back(state)
-                    raise Cancelled(0) from None
-        first_token_s = 0.0
-        out: list[int] = []
-        stop_id = None
-        verified: deque[int] = deque()
-        """Draft tokens the model confirmed: already in the cache, emitted without a forward."""
-        while True:
-            assert logits is not None
-            confirmed = bool(verified)
-            if confirmed:
-                token = verified.popleft()
-            elif forced and tokenizer is not None:
-                choices = tokenizer.ids_spelling_start(forced)
-                token = choices[_pick(logits[choices], temperature)]
-                spelled = tokenizer.decode_bytes([token])
-                forced = b"" if spelled.startswith(forced) else forced[len(spelled) :]
-            else:
-                token = _pick(logits, temperature)
-            if not out:
-                first_token_s = time.perf_counter() - start
-            if token in stop_ids:
-                stop_id = token
-                break
-            out.append(token)
-            if len(out) >= max_new_tokens or time.perf_counter() > deadline or should_stop(out):
-                break
-            if confirmed:  # in the cache already: the next token comes from `logits` or the queue
-                continue
-            if cancelled():
-                raise Cancelled(len(out))
-            useful = lookup and not forced and state.payoff.wanted()
-            guess = draft(prompt + out) if useful else []
-            began = time.perf_counter()
-            if guess:
-                logits = _verify(model, token, guess, state, verified)
-                state.payoff.drafted(time.perf_counter() - began, len(verified))
-            else:
-                logits = _forward(model, [token], state, device)
-                if lookup:
-                    state.payoff.plain(time.perf_counter() - began)
+                logits = _forward(model, prompt[begin : begin + PREFILL_CHUNK], state, device)
+            if graphs:
+                interruptible.close()  # a graph replay cannot stop midway: it is checked before
+            verified: deque[int] = deque()
+            """Draft tokens the model confirmed: in the cache already, emitted without a pass."""
+            while True:
+                assert logits is not None
+                confirmed = bool(verified)
+                if confirmed:
+                    token = verified.popleft()
+                elif forced and tokenizer is not None:
+                    choices = tokenizer.ids_spelling_start(forced)
+                    token = choices[_pick(logits[choices], temperature)]
+                    spelled = tokenizer.decode_bytes([token])
+                    forced = b"" if spelled.startswith(forced) else forced[len(spelled) :]
+                else:
+                    token = _pick(logits, temperature)
+                if not out:
+                    first_token_s = time.perf_counter() - start
+                if token in stop_ids:
+                    stop_id = token
+                    break
+                out.append(token)
+                if len(out) >= max_new_tokens or time.perf_counter() > deadline:
+                    break
+                if should_stop(out):
+                    break
+                if confirmed:  # in the cache already: the next token comes from the queue or logits
+                    continue
+                if cancelled():
+                    raise Cancelled(len(out))
+                useful = lookup and not forced and state.payoff.wanted()
+                guess = draft(prompt + out) if useful else []
+                began = time.perf_counter()
+                if guess:
+                    logits = _verify(model, token, guess, state, verified)
+                    state.payoff.drafted(time.perf_counter() - began, len(verified))
+                else:
+                    logits = _forward(model, [token], state, device)
+                    if lookup:
+                        state.payoff.plain(time.perf_counter() - began)
+        except _LayerCancelled:
+            _roll_back(state)
+            raise Cancelled(len(out)) from None
     return Generated(
         ids=out,
         stop_id=stop_id,
@@ -238,17 +242,25 @@ def _verify(
 
 
 class _LayerCancelled(Exception):
-    """Raised from inside a forward pass: the cache may hold part of the chunk."""
+    """Raised from inside a forward pass: the cache may hold part of it."""
 
 
 @contextmanager
-def _stop_between_layers(model: PreTrainedModel, cancelled: Callable[[], bool]) -> Iterator[None]:
+def _stop_inside_layers(model: PreTrainedModel, cancelled: Callable[[], bool]) -> Iterator[None]:
+    """Check `cancelled` before every decoder layer and every linear map inside one: a layer's
+    share of a prefill chunk can still cost several decode steps, one matrix product not."""
+
     def check(_module: torch.nn.Module, _args: object) -> None:
         if cancelled():
             raise _LayerCancelled
 
-    layers = model.get_decoder().layers
-    hooks = [layer.register_forward_pre_hook(check) for layer in layers]
+    stops = [
+        module
+        for layer in model.get_decoder().layers
+        for module in layer.modules()
+        if module is layer or isinstance(module, torch.nn.Linear)
+    ]
+    hooks = [module.register_forward_pre_hook(check) for module in stops]
     try:
         yield
     finally:
