@@ -3,9 +3,10 @@
 For cursor positions at the start of stdlib lines (after the indentation), two kinds of case:
 `copy`, where the same line already stands earlier in the file (the completion can copy it), and
 `fresh`, where it does not. Each case builds the prompt as the server does (suffix-first, 2k
-tokens of context) and generates exactly --tokens tokens twice, with and without drafts, from an
-empty cache. Reports the decode time per token of each, their ratio, and whether the tokens were
-identical (they must be). Writes a Markdown table to bench/RESULTS-prompt-lookup.md.
+tokens of context or what the model's positions allow) and generates exactly --tokens tokens
+twice, with and without drafts, from an empty cache. Reports the decode time per token of each,
+their ratio, and whether the tokens were identical (they must be). Writes a Markdown table to
+bench/RESULTS-prompt-lookup.md.
 
     python bench/prompt_lookup.py [--model tiny] [--cases 20] [--tokens 32]
 """
@@ -26,7 +27,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from typing_trace import machine  # noqa: E402
 
 from codellama_lsp.engine.generation import CachedSequence, generate  # noqa: E402
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for  # noqa: E402
+from codellama_lsp.engine.infill import (  # noqa: E402
+    InfillRequest,
+    LineTokenCounter,
+    fit_to_model,
+    prompt_for,
+)
 from codellama_lsp.engine.model import load_model  # noqa: E402
 from codellama_lsp.settings import Settings  # noqa: E402
 
@@ -34,7 +40,7 @@ SOURCES = ("argparse.py", "calendar.py", "difflib.py", "fractions.py", "textwrap
 
 
 def cases(per_kind: int) -> dict[str, list[tuple[list[str], int, int]]]:
-    """(lines, line, column) at the start of lines that repeat a line at most 60 lines above
+    """(lines, line, column) at the start of lines that repeat a line at most 20 lines above
     (inside the context window), and of lines that do not repeat any earlier line."""
     found: dict[str, list[tuple[list[str], int, int]]] = {"copy": [], "fresh": []}
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -46,7 +52,7 @@ def cases(per_kind: int) -> dict[str, list[tuple[list[str], int, int]]]:
             if index > 100 and len(body) >= 24 and not body.startswith("#"):
                 earlier = last_seen.get(body)
                 kind = "fresh" if earlier is None else "copy"
-                wanted = index - earlier <= 60 if earlier is not None else index % 7 == 0
+                wanted = index - earlier <= 20 if earlier is not None else index % 7 == 0
                 if wanted and len(found[kind]) < per_kind:
                     found[kind].append((lines, index, len(line) - len(line.lstrip())))
             last_seen[body] = index
@@ -68,6 +74,7 @@ def main() -> None:
         identical = 0
         for lines, line, column in picks:
             request = InfillRequest(lines, line, column, "\n", "spm", 2048, args.tokens, 0.0)
+            request = fit_to_model(request, loaded.max_positions)  # as the server does
             _, prompt = prompt_for(loaded.tokenizer, request, counter)
             outputs = {}
             for lookup in (False, True):
@@ -98,7 +105,8 @@ def main() -> None:
             "# Prompt-lookup decoding: `python bench/prompt_lookup.py`",
             "",
             f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {machine()}",
-            f"- model: {loaded.description}; suffix-first prompts of up to 2,048 tokens at the "
+            f"- model: {loaded.description}; suffix-first prompts (`contextTokens` 2,048, capped "
+            "to the model's positions as the server does) at the "
             f"start of stdlib lines ({', '.join(SOURCES)}); exactly {args.tokens} tokens each, "
             "from an empty cache, greedy",
             "- `copy`: the line already stands earlier in the file; `fresh`: it does not",

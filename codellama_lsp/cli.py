@@ -199,18 +199,7 @@ def run_complete(args: argparse.Namespace) -> int:
 
 
 def _request(settings: Settings, cursor: Cursor, lines: list[str], eol: str) -> InfillRequest:
-    return InfillRequest(
-        lines=lines,
-        line=cursor.line,
-        column=cursor.column,
-        eol=eol,
-        order=settings.order,
-        context_tokens=settings.context_tokens,
-        max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        token_healing=settings.token_healing,
-        time_budget_s=settings.time_budget_ms / 1000,
-    )
+    return InfillRequest.at(settings, lines, cursor.line, cursor.column, eol)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -244,18 +244,7 @@ class CodeLlamaServer(LanguageServer):
             current = lines[line - first]
             lines[line - first] = current[:start] + text + current[column:]
             column = start + len(text)
-        request = InfillRequest(
-            lines=lines,
-            line=line - first,
-            column=column,
-            eol=document.eol(),
-            order=self.settings.order,
-            context_tokens=self.settings.context_tokens,
-            max_new_tokens=self.settings.max_new_tokens,
-            temperature=self.settings.temperature,
-            token_healing=self.settings.token_healing,
-            time_budget_s=self.settings.time_budget_ms / 1000,
-        )
+        request = InfillRequest.at(self.settings, lines, line - first, column, document.eol())
         return request, first
 
     async def complete(

@@ -14,6 +14,8 @@ import pytest
 
 from codellama_lsp import __version__
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SOURCE = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return \n"
 
 
@@ -208,3 +210,22 @@ def test_tcp_listens_on_loopback_only(tiny_model_dir, tmp_path):
     finally:
         server.kill()
         server.wait()
+
+
+def test_the_readme_quick_start_completes_offline_with_the_shipped_model():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = next(
+        line for line in readme.splitlines() if line.startswith("codellama-lsp complete examples/")
+    )
+    args = command.split()[1:]
+    done = subprocess.run(
+        [sys.executable, "-m", "codellama_lsp", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "total"
+    assert "`total`" in readme

@@ -12,7 +12,7 @@ import torch
 
 from codellama_lsp.document import TextDocument
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete
+from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete, fit_to_model
 from codellama_lsp.engine.model import load_model
 from codellama_lsp.engine.prompt_lookup import MAX_DRAFT
 from codellama_lsp.settings import Settings
@@ -192,3 +192,12 @@ def test_the_stop_id_the_model_emitted_is_reported(loaded):
         loaded.model, prompt, CachedSequence(), stop_ids=frozenset({third}), **common
     )
     assert stopped.stop_id == third and stopped.ids == free.ids[: free.ids.index(third)]
+
+
+def test_the_window_leaves_room_for_the_answer_in_the_models_positions():
+    lines, line, column = typing_trace()[0]
+    asked = request(lines, line, column)  # contextTokens 1024, maxNewTokens 6
+    assert fit_to_model(asked, 4096) is asked
+    assert fit_to_model(asked, 512).context_tokens == 512 - 6 - 1
+    with pytest.raises(ValueError, match="no room"):
+        fit_to_model(asked, 20)

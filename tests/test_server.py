@@ -139,7 +139,7 @@ async def test_a_burst_of_changes_runs_the_model_once(tiny_model_dir):
 
 
 async def test_cancel_request_is_answered_request_cancelled(tiny_model_dir):
-    options = {"model": str(tiny_model_dir), "maxNewTokens": 4096, "debounceMs": 0}
+    options = {"model": str(tiny_model_dir), "maxNewTokens": 2000, "debounceMs": 0}
     async with session(options) as client:
         cursor = types.Position(line=5, character=0)
         protocol = client.protocol

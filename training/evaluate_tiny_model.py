@@ -1,236 +1,231 @@
-"""Single-line infilling on the held-out stdlib files, for the tiny model (or any checkpoint).
+"""Single-line infilling on the held-out stdlib files, through the product's completion path.
 
-For a seeded sample of cursor positions (a random column of a random non-blank line of a
-held-out file), the middle to predict is the rest of that line; the prompt is the reference
-recipe's suffix-prefix-middle (SPM) prompt, `[BOS, PRE, SUF] + encode_infilling(suffix) + [MID] +
-encode(prefix)`, with a window of context on either side. Decoding is greedy and stops at
-`▁<EOT>`, `</s>`, the first newline or `--max-new-tokens`. The first line of the completion is
-compared with the rest of the line (trailing whitespace ignored): exact match and mean edit
-similarity (difflib ratio), against two trivial baselines: the empty completion, and the previous
-line's remainder from the same column.
+Each case is a seeded cursor position in a held-out file (never trained on): a random non-blank
+line, a random column from the line's indentation to its last non-blank character (an editor
+indents a new line itself, so completions are asked for there, not inside the indentation).
+The document is the file with the rest of that line removed, as if the user were typing it,
+and the cursor goes through exactly what `codellama-lsp complete` and the server run:
+`InfillRequest` -> `complete` (context window, Code Llama prompt, token healing, generation,
+post-processing). The first line of the completion is compared with the removed rest of the
+line (trailing whitespace ignored): exact match and mean edit similarity (difflib ratio),
+against two trivial baselines: the empty completion, and the previous line from the same column.
 
-    python training/evaluate_tiny_model.py                  # the shipped model
-    python training/evaluate_tiny_model.py --model DIR --json out.json
+    python training/evaluate_tiny_model.py --context-tokens 512  # the tiny model's own length
+    python training/evaluate_tiny_model.py                       # the server's defaults
+    python training/evaluate_tiny_model.py --model DIR --json out.json --token-healing off
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import inspect
 import json
 import random
+import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_tiny_model import (
-    DEFAULT_OUT,
-    FimEncoder,
-    collect_files,
-    piece_bytes,
-    read_data_md,
-    split_files,
-    stdlib_root,
-)
+from train_tiny_model import DEFAULT_OUT, collect_files, read_data_md, split_files, stdlib_root
+
+_WORD = re.compile(r"\w")
 
 
-def sample_cases(
-    files: dict[str, str], n: int, seed: int, prefix_chars: int, suffix_chars: int
-) -> list[dict]:
-    """Seeded cursor positions: (prefix window, suffix window, target, previous-line baseline)."""
+@dataclass
+class Case:
+    file: str
+    line: int
+    """0-based."""
+    column: int
+    """0-based, in characters."""
+    typed: str
+    """The cursor's line up to the cursor."""
+    target: str
+    """The rest of the line: what the completion should be."""
+    previous: str
+    """The previous line from the same column: a baseline that costs nothing."""
+    prediction: str = ""
+    error: str = ""
+
+    @property
+    def group(self) -> str:
+        """The kind of cursor, for the breakdown (codec tables are generated data, not code)."""
+        if self.file.startswith("encodings/"):
+            return "encodings/ tables"
+        if _WORD.match(self.typed[-1:]) and _WORD.match(self.target):
+            return "mid-word"
+        return "between words"
+
+
+def sample_cases(files: dict[str, str], n: int, seed: int) -> list[Case]:
+    """Seeded cursor positions; the same seed always gives the same cases."""
     rng = random.Random(f"eval-{seed}")
-    candidates = []
-    for name, text in sorted(files.items()):
-        lines = text.split("\n")
-        candidates.extend((name, i) for i, line in enumerate(lines) if line.strip())
-    picks = rng.sample(candidates, min(n, len(candidates)))
+    candidates = [
+        (name, i)
+        for name, text in sorted(files.items())
+        for i, line in enumerate(text.split("\n"))
+        if line.strip()
+    ]
     cases = []
-    for name, i in picks:
+    for name, i in rng.sample(candidates, min(n, len(candidates))):
         lines = files[name].split("\n")
         line = lines[i]
-        col = rng.randrange(0, len(line.rstrip()))
-        before = "\n".join(lines[:i])
-        prefix = (before + "\n" if i else "") + line[:col]
-        suffix = "\n" + "\n".join(lines[i + 1 :]) if i + 1 < len(lines) else ""
-        # Context windows, cut at line boundaries like the training chunks.
-        if len(prefix) > prefix_chars:
-            cut = prefix.find("\n", len(prefix) - prefix_chars)
-            prefix = (
-                prefix[cut + 1 :]
-                if 0 <= cut < len(prefix) - len(line[:col])
-                else prefix[-prefix_chars:]
-            )
-        if len(suffix) > suffix_chars:
-            cut = suffix.rfind("\n", 0, suffix_chars)
-            suffix = suffix[: cut + 1] if cut > 0 else suffix[:suffix_chars]
-        prev = lines[i - 1] if i else ""
-        cases.append(
-            {
-                "file": name,
-                "line": i + 1,
-                "col": col,
-                "prefix": prefix,
-                "suffix": suffix,
-                "target": line[col:],
-                "prev_line_baseline": prev[col:],
-            }
-        )
+        indent = len(line) - len(line.lstrip())
+        column = rng.randrange(indent, len(line.rstrip()))
+        previous = lines[i - 1] if i else ""
+        cases.append(Case(name, i, column, line[:column], line[column:], previous[column:]))
     return cases
 
 
-def greedy(model: Any, enc: FimEncoder, prompt: list[int], max_new: int) -> tuple[str, int]:
-    """Greedy decoding with the KV cache; stops at EOT, EOS or a newline. (text, tokens)."""
+def document_lines(text: str, case: Case) -> list[str]:
+    """The file's lines (as the server keeps them) with the rest of the cursor's line removed."""
+    from codellama_lsp.document import TextDocument
+
+    lines = text.split("\n")
+    lines[case.line] = case.typed
+    return TextDocument("file:///heldout/" + case.file, "python", 0, "\n".join(lines)).lines
+
+
+def load_completer(args: argparse.Namespace) -> Callable[[list[str], Case], str]:
+    """A function from (document lines, case) to the text `complete` would insert."""
     import torch
 
-    stop = {enc.eot, enc.eos}
-    out = b""
-    ids = torch.tensor([prompt])
-    past = None
-    n = 0
-    # transformers >= 5.2x calls the KV cache `cache`; older releases `past_key_values`.
-    cache_arg = (
-        "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    from codellama_lsp.engine.generation import CachedSequence
+    from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete
+    from codellama_lsp.engine.model import load_model
+    from codellama_lsp.settings import parse_settings
+
+    torch.set_num_threads(args.threads)
+    settings, problems = parse_settings(
+        {
+            "model": str(args.model),
+            "device": args.device,
+            "dtype": "float32",
+            "order": args.order,
+            "contextTokens": args.context_tokens,
+            "maxNewTokens": args.max_new_tokens,
+            "temperature": 0.0,
+            "tokenHealing": args.token_healing == "on",
+        }
     )
-    with torch.no_grad():
-        for n in range(1, max_new + 1):  # noqa: B007
-            res = model(input_ids=ids, use_cache=True, **{cache_arg: past})
-            past = res[cache_arg]
-            tok = int(res.logits[0, -1].argmax())
-            if tok in stop:
-                break
-            out += piece_bytes(enc.sp, tok)
-            if b"\n" in out:
-                break
-            ids = torch.tensor([[tok]])
-    return out.decode("utf-8", errors="replace").split("\n")[0], n
+    if problems:
+        raise SystemExit(f"evaluate_tiny_model: {problems[0]}")
+    loaded = load_model(settings)
+    counter = LineTokenCounter(loaded.tokenizer)
+
+    def run(lines: list[str], case: Case) -> str:
+        request = InfillRequest.at(settings, lines, case.line, case.column, "\n")
+        return complete(loaded, request, CachedSequence(), counter, lambda: False).text
+
+    return run
 
 
-def score(preds: list[str], targets: list[str]) -> dict:
-    em = [p.rstrip() == t.rstrip() for p, t in zip(preds, targets, strict=True)]
-    sim = [
-        difflib.SequenceMatcher(None, p.rstrip(), t.rstrip()).ratio()
-        for p, t in zip(preds, targets, strict=True)
-    ]
-    return {"exact_match": sum(em) / len(em), "edit_similarity": sum(sim) / len(sim)}
+def score(predictions: list[str], targets: list[str]) -> dict[str, float]:
+    pairs = [(p.rstrip(), t.rstrip()) for p, t in zip(predictions, targets, strict=True)]
+    if not pairs:
+        return {"exact_match": 0.0, "edit_similarity": 0.0}
+    return {
+        "exact_match": sum(p == t for p, t in pairs) / len(pairs),
+        "edit_similarity": sum(difflib.SequenceMatcher(None, p, t).ratio() for p, t in pairs)
+        / len(pairs),
+    }
+
+
+def scores_of(cases: list[Case]) -> dict[str, object]:
+    targets = [c.target for c in cases]
+    return {
+        "cases": len(cases),
+        "model": score([c.prediction for c in cases], targets),
+        "baseline_empty": score([""] * len(cases), targets),
+        "baseline_previous_line": score([c.previous for c in cases], targets),
+        "empty_predictions": sum(not c.prediction.strip() for c in cases),
+    }
+
+
+def print_table(title: str, result: dict) -> None:
+    print(f"{title} ({result['cases']} cases, {result['empty_predictions']} empty predictions)")
+    for label, key in (
+        ("model", "model"),
+        ("baseline: empty", "baseline_empty"),
+        ("baseline: previous line", "baseline_previous_line"),
+    ):
+        r = result[key]
+        print(f"  {label:26}{100 * r['exact_match']:11.1f}%{100 * r['edit_similarity']:9.1f}%")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--n", type=int, default=300)
+    p.add_argument("--model", default=str(DEFAULT_OUT), help="checkpoint folder, 'tiny' or hub id")
+    p.add_argument("--n", type=int, default=300, help="number of cursor positions")
     p.add_argument("--seed", type=int, default=1234, help="sampling seed of the cursor positions")
     p.add_argument("--split-seed", type=int, default=1234, help="the training run's --seed")
-    p.add_argument("--prefix-chars", type=int, default=1000)
-    p.add_argument("--suffix-chars", type=int, default=400)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--mode", choices=["spm", "psm"], default="spm")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--order", choices=["spm", "psm"], default="spm")
+    p.add_argument("--context-tokens", type=int, default=2048)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--token-healing", choices=["on", "off"], default="on")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="write the figures and every case here")
     p.add_argument("--show", type=int, default=8, help="print this many examples")
     args = p.parse_args(argv)
 
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(args.threads)
     files = collect_files(stdlib_root(), 300_000)
-    data_md = args.model / "DATA.md"
+    _, held = split_files(list(files), args.split_seed, 0.03)
+    data_md = Path(args.model) / "DATA.md"
     if data_md.is_file():
-        train, held = read_data_md(data_md)
-        _, recomputed = split_files(list(files), args.split_seed, 0.03)
-        if recomputed != held:
-            print(
-                "warning: DATA.md's held-out list differs from the recomputed split",
-                file=sys.stderr,
-            )
-        overlap = set(train) & set(held)
+        trained, listed = read_data_md(data_md)
+        if listed != held:
+            print("warning: DATA.md's held-out list differs from the split", file=sys.stderr)
+        overlap = set(trained) & set(held)
         assert not overlap, f"held-out files also trained on: {sorted(overlap)[:5]}"
-    else:
-        _, held = split_files(list(files), args.split_seed, 0.03)
-    held_files = {n: files[n] for n in held}
+    held_files = {name: files[name] for name in held}
+    cases = sample_cases(held_files, args.n, args.seed)
 
-    state_path = args.model / "training_state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    model.eval()
-    enc = FimEncoder(args.model / "tokenizer.model")
-    cases = sample_cases(held_files, args.n, args.seed, args.prefix_chars, args.suffix_chars)
+    completer = load_completer(args)
+    started = time.perf_counter()
+    for case in cases:
+        try:
+            text = completer(document_lines(held_files[case.file], case), case)
+        except ValueError as error:  # a prompt too long for the model: an empty completion
+            case.error = str(error)
+            text = ""
+        case.prediction = text.split("\n")[0]
+    seconds = time.perf_counter() - started
 
-    t0 = time.time()
-    preds, n_prompt = [], 0
-    for c in cases:
-        if args.mode == "spm":
-            prompt = enc.spm_prompt(c["prefix"], c["suffix"])
-        else:
-            prompt = [
-                enc.bos,
-                enc.pre,
-                *enc.encode(c["prefix"]),
-                enc.suf,
-                *enc.encode_infilling(c["suffix"]),
-                enc.mid,
-            ]
-        n_prompt += len(prompt)
-        text, _ = greedy(model, enc, prompt, args.max_new_tokens)
-        c["prediction"] = text
-        preds.append(text)
-    secs = time.time() - t0
-
-    targets = [c["target"] for c in cases]
+    groups = sorted({c.group for c in cases})
     results = {
-        "model": str(args.model),
-        "checkpoint": {k: state.get(k) for k in ("step", "tokens_seen", "heldout_loss", "final")},
-        "mode": args.mode,
-        "cases": len(cases),
+        "model": args.model,
+        "settings": {
+            k: getattr(args, k)
+            for k in ("order", "context_tokens", "max_new_tokens", "token_healing", "seed")
+        },
         "held_out_files": len(held_files),
-        "mean_prompt_tokens": n_prompt / len(cases),
-        "seconds": secs,
-        "model_scores": score(preds, targets),
-        "baseline_empty": score([""] * len(cases), targets),
-        "baseline_previous_line": score([c["prev_line_baseline"] for c in cases], targets),
+        "seconds": seconds,
+        "errors": sum(bool(c.error) for c in cases),
+        "all": scores_of(cases),
+        "groups": {g: scores_of([c for c in cases if c.group == g]) for g in groups},
     }
-    # The codec modules (`encodings/`) are mostly generated tables: score without them too.
-    code = [i for i, c in enumerate(cases) if not c["file"].startswith("encodings/")]
-    results["without_encodings"] = {
-        "cases": len(code),
-        "model_scores": score([preds[i] for i in code], [targets[i] for i in code]),
-        "baseline_empty": score([""] * len(code), [targets[i] for i in code]),
-        "baseline_previous_line": score(
-            [cases[i]["prev_line_baseline"] for i in code], [targets[i] for i in code]
-        ),
-    }
-    print(f"model {args.model} checkpoint {results['checkpoint']}")
     print(
-        f"{len(cases)} cursor positions in {len(held_files)} held-out files, {args.mode}, "
-        f"mean prompt {results['mean_prompt_tokens']:.0f} tokens, {secs:.0f}s"
+        f"{args.model}: {len(cases)} cursor positions in {len(held_files)} held-out files, "
+        f"{args.order}, token healing {args.token_healing}, {args.context_tokens} context "
+        f"tokens, {seconds:.0f} s, {results['errors']} errors"
     )
-    print(f"{'':26}{'exact match':>12}{'edit sim':>10}")
-    for label, key in (
-        ("model (greedy)", "model_scores"),
-        ("baseline: empty", "baseline_empty"),
-        ("baseline: previous line", "baseline_previous_line"),
-    ):
-        r = results[key]
-        print(f"{label:26}{100 * r['exact_match']:11.1f}%{100 * r['edit_similarity']:9.1f}%")
-    print(f"without the codec tables of encodings/ ({len(code)} positions):")
-    for label, key in (
-        ("model (greedy)", "model_scores"),
-        ("baseline: empty", "baseline_empty"),
-        ("baseline: previous line", "baseline_previous_line"),
-    ):
-        r = results["without_encodings"][key]
-        print(f"{label:26}{100 * r['exact_match']:11.1f}%{100 * r['edit_similarity']:9.1f}%")
-    for c in cases[: args.show]:
-        print(f"--- {c['file']}:{c['line']}:{c['col']}")
-        print(f"    prefix ...{c['prefix'][-60:]!r}")
-        print(f"    target    {c['target']!r}")
-        print(f"    predicted {c['prediction']!r}")
+    print(f"{'':28}{'exact match':>12}{'edit sim':>10}")
+    print_table("all", results["all"])
+    for group in groups:
+        print_table(group, results["groups"][group])
+    for case in cases[: args.show]:
+        print(f"--- {case.file}:{case.line + 1}:{case.column + 1}")
+        print(f"    typed     {case.typed[-60:]!r}")
+        print(f"    target    {case.target!r}")
+        print(f"    predicted {case.prediction!r}")
     if args.json:
-        args.json.write_text(json.dumps({**results, "examples": cases}, indent=1) + "\n")
+        body = {**results, "examples": [{**asdict(c), "group": c.group} for c in cases]}
+        args.json.write_text(json.dumps(body, indent=1) + "\n")
     return 0
 
 

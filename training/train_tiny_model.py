@@ -4,7 +4,9 @@ Data: the Python sources of the running interpreter's standard library (PSF lice
 tests, idlelib and site-packages; a fixed, seeded ~3% of files is held out for evaluation.
 Tokenizer: sentencepiece BPE with Code Llama's conventions (byte fallback, identity
 normalisation, dummy prefix, split digits, the `▁<PRE>`/`▁<SUF>`/`▁<MID>`/`▁<EOT>` pieces).
-Objective (Code Llama paper): 90% infilling examples (PSM or SPM, half each), 10% left to right.
+Objective (Code Llama paper): 90% infilling examples (PSM or SPM, half each), 10% left to right,
+of up to 512 tokens; `--long-from F` switches to examples of up to 2,048 tokens (the server's
+default window) for the last part of the budget, as Code Llama's long-context fine-tuning does.
 Model: a few-million-parameter `LlamaForCausalLM`, trained for a wall-clock budget, saved every
 few minutes so a usable model exists early.
 
@@ -414,7 +416,8 @@ def build_model(vocab_size: int, args: argparse.Namespace) -> Any:
         num_hidden_layers=args.layers,
         num_attention_heads=args.heads,
         num_key_value_heads=args.heads,
-        max_position_embeddings=2048,
+        # The longest examples trained on: the server caps its window to fit (with the answer).
+        max_position_embeddings=args.long_seq_len if args.long_from < 1 else args.seq_len,
         rope_theta=10000.0,
         rms_norm_eps=1e-5,
         initializer_range=0.02,
@@ -450,13 +453,20 @@ def save_checkpoint(model: Any, out: Path, tok_model: Path, meta: dict, dtype: A
 
 
 def heldout_batches(
-    enc: FimEncoder, texts: list[str], args: argparse.Namespace, n: int = 96
+    enc: FimEncoder, texts: list[str], args: argparse.Namespace, n: int = 96, size: int = 16
 ) -> list[tuple[Any, Any]]:
     rng = random.Random(f"heldout-loss-{args.seed}")
     it = example_stream_quiet(enc, texts, rng, args)
     exs = [next(it) for _ in range(n)]
     exs.sort(key=len)
-    return [collate(exs[i : i + 16]) for i in range(0, n, 16)]
+    return [collate(exs[i : i + size]) for i in range(0, n, size)]
+
+
+def long_phase(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments of the long-context phase: longer chunks and examples, the rest alike."""
+    return argparse.Namespace(
+        **{**vars(args), "seq_len": args.long_seq_len, "max_chars": args.long_max_chars}
+    )
 
 
 def example_stream_quiet(
@@ -510,6 +520,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--max-chars", type=int, default=1500)
     p.add_argument("--min-chars", type=int, default=300)
+    p.add_argument(
+        "--long-from",
+        type=float,
+        default=1.0,
+        help="fraction of the budget after which examples are long (1: never); a model trained "
+        "on short examples only completes poorly from prompts longer than those",
+    )
+    p.add_argument("--long-seq-len", type=int, default=2048)
+    p.add_argument("--long-max-chars", type=int, default=7000)
     p.add_argument("--fim-rate", type=float, default=0.9)
     p.add_argument("--tokens-per-batch", type=int, default=8192)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -587,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(f"train-{args.seed}")
     batches = batch_stream(example_stream(enc, train_texts, rng, args), rng, args.tokens_per_batch)
     held = heldout_batches(enc, held_texts, args)
+    held_long = heldout_batches(enc, held_texts, long_phase(args), n=32, size=4)
+    long_started = args.long_from >= 1
     budget = args.minutes * 60
     t_train = time.time()
     last_save = t_train
@@ -601,11 +622,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def checkpoint(final: bool) -> None:
         hl = evaluate_loss(model, held)
+        hl_long = evaluate_loss(model, held_long)
         meta = {
             "step": step,
             "tokens_seen": tokens,
             "train_loss": run_loss_last,
             "heldout_loss": hl,
+            "heldout_loss_long": hl_long,
             "minutes": (time.time() - t_train) / 60,
             "params": n_params,
             "seed": args.seed,
@@ -615,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint(model, args.out, tok_path, meta, save_dtype)
         size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())
         log(
-            f"checkpoint step {step}: tokens {tokens}, held-out loss {hl:.4f}, "
+            f"checkpoint step {step}: tokens {tokens}, held-out loss {hl:.4f} "
+            f"(long examples {hl_long:.4f}), "
             f"folder {size / 1e6:.1f} MB{' (final)' if final else ''}"
         )
 
@@ -626,6 +650,12 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.time() - t_train
         if elapsed >= budget:
             break
+        if not long_started and elapsed >= args.long_from * budget:
+            long_started = True
+            log(f"long phase: examples up to {args.long_seq_len} tokens")
+            batches = batch_stream(
+                example_stream(enc, train_texts, rng, long_phase(args)), rng, args.tokens_per_batch
+            )
         ids, labels = collate(next(batches))
         for g in opt.param_groups:
             g["lr"] = lr_at(elapsed / budget)

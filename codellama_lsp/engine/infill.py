@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..context_window import Window, fit_window
 from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
 from ..prompt import Order, build_prompt, heal
+from ..settings import Settings
 from ..tokenizer import FimTokenizer
 from .prompt_lookup import MAX_DRAFT
 
@@ -39,6 +40,24 @@ class InfillRequest:
     temperature: float
     token_healing: bool = True
     time_budget_s: float = 10.0
+
+    @classmethod
+    def at(
+        cls, settings: Settings, lines: Sequence[str], line: int, column: int, eol: str
+    ) -> InfillRequest:
+        """A request with the settings' prompt and generation options."""
+        return cls(
+            lines=lines,
+            line=line,
+            column=column,
+            eol=eol,
+            order=settings.order,
+            context_tokens=settings.context_tokens,
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            token_healing=settings.token_healing,
+            time_budget_s=settings.time_budget_ms / 1000,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,26 @@ def prompt_for(
     return window, ids
 
 
+MIN_CONTEXT_TOKENS = 16
+"""The markers and a few tokens of text: a smaller window is no prompt at all."""
+
+
+def fit_to_model(request: InfillRequest, max_positions: int) -> InfillRequest:
+    """The request with a window that leaves room for the answer in the model's positions.
+
+    A model completes poorly from prompts longer than it was trained on, and a prompt that fills
+    every position leaves none to generate in: `contextTokens` is an upper bound, the model's
+    positions (less `maxNewTokens` and a healed token) are the other.
+    """
+    budget = min(request.context_tokens, max_positions - request.max_new_tokens - 1)
+    if budget < MIN_CONTEXT_TOKENS:
+        raise ValueError(
+            f"maxNewTokens {request.max_new_tokens} leaves no room for a prompt in the model's "
+            f"{max_positions} positions: lower maxNewTokens"
+        )
+    return request if budget == request.context_tokens else replace(request, context_tokens=budget)
+
+
 def complete(
     loaded: LoadedModel,
     request: InfillRequest,
@@ -92,13 +131,9 @@ def complete(
 
     started = time.perf_counter()
     tokenizer = loaded.tokenizer
+    request = fit_to_model(request, loaded.max_positions)
     window, prompt = prompt_for(tokenizer, request, count_tokens)
     room = loaded.max_positions - len(prompt)
-    if room <= 0:
-        raise ValueError(
-            f"the prompt ({len(prompt)} tokens) leaves no room in the model's "
-            f"{loaded.max_positions} positions: lower contextTokens"
-        )
 
     forced = b""
     if request.token_healing:

@@ -23,7 +23,14 @@ from ..prompt import render_prompt
 from ..settings import Settings
 from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
 from .generation import CachedSequence, Cancelled
-from .infill import Infill, InfillRequest, LineTokenCounter, complete, prompt_for
+from .infill import (
+    Infill,
+    InfillRequest,
+    LineTokenCounter,
+    complete,
+    fit_to_model,
+    prompt_for,
+)
 from .model import LoadedModel, ModelLoadError, load_model
 
 RECENT_REQUESTS = 64
@@ -278,6 +285,8 @@ class Worker:
             future.set_exception(TokenizerError("the tokenizer is not loaded yet"))
             return
         try:
+            if self._loaded is not None:  # the window the completion would use
+                request = fit_to_model(request, self._loaded.max_positions)
             window, ids = prompt_for(tokenizer, request, counter)
         except Exception as error:
             future.set_exception(error)
