@@ -179,6 +179,21 @@ def open_params(uri: str, text: str, version: Any = 1) -> dict[str, Any]:
     return {"textDocument": {"uri": uri, "languageId": "python", "version": version, "text": text}}
 
 
+def change_params(
+    uri: str, text: str, span: tuple[int, int, int, int] | None = None
+) -> dict[str, Any]:
+    """Version 2 of `uri`: `text` over the (start line, character, end line, character) span,
+    or as the whole document."""
+    change: dict[str, Any] = {"text": text}
+    if span is not None:
+        start_line, start_character, end_line, end_character = span
+        change["range"] = {
+            "start": {"line": start_line, "character": start_character},
+            "end": {"line": end_line, "character": end_character},
+        }
+    return {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [change]}
+
+
 def start_raw(model: Path) -> RawServer:
     server = RawServer()
     try:
@@ -350,30 +365,12 @@ def hostile_batch(rng: random.Random, server: RawServer) -> list[tuple[str, int 
         elif kind == 14:  # edits of documents that are not open, with reversed ranges
             server.notify(
                 "textDocument/didChange",
-                {
-                    "textDocument": {
-                        "uri": f"file:///work/closed-{rng.randrange(9)}.py",
-                        "version": 2,
-                    },
-                    "contentChanges": [{"text": "whole"}],
-                },
+                change_params(f"file:///work/closed-{rng.randrange(9)}.py", "whole"),
             )
             scratch = "file:///work/scratch.py"
             server.notify("textDocument/didOpen", open_params(scratch, "a\nbc\n"))
             server.notify(
-                "textDocument/didChange",
-                {
-                    "textDocument": {"uri": scratch, "version": 2},
-                    "contentChanges": [
-                        {
-                            "range": {
-                                "start": {"line": 1, "character": 2},
-                                "end": {"line": 0, "character": 0},
-                            },
-                            "text": "reversed",
-                        }
-                    ],
-                },
+                "textDocument/didChange", change_params(scratch, "reversed", (1, 2, 0, 0))
             )
             server.notify("textDocument/didClose", {"textDocument": {"uri": scratch}})
         elif kind == 15:  # cancellations of nothing, with odd ids
@@ -629,33 +626,13 @@ def test_logs_hold_no_document_text(tiny_model_dir, tmp_path, level):
         server.wait_ready()
         uri = "file:///work/secret.py"
         server.notify("textDocument/didOpen", open_params(uri, f"{marker} = 1\nx = "))
-        server.notify(
-            "textDocument/didChange",
-            {
-                "textDocument": {"uri": uri, "version": 2},
-                "contentChanges": [
-                    {
-                        "range": {
-                            "start": {"line": 1, "character": 4},
-                            "end": {"line": 1, "character": 4},
-                        },
-                        "text": f"{marker}_typed",
-                    }
-                ],
-            },
-        )
+        server.notify("textDocument/didChange", change_params(uri, f"{marker}_typed", (1, 4, 1, 4)))
         server.call("textDocument/inlineCompletion", inline(uri, 1, 4))
         server.call("textDocument/completion", at(uri, 1, 10))
         server.call("codellama/prompt", at(uri, 1, 4))
         # Failing paths: a change to a closed document, a reversed range, a frame that does
         # not structure, invalid JSON, a document whose completion fails.
-        server.notify(
-            "textDocument/didChange",
-            {
-                "textDocument": {"uri": "file:///work/closed.py", "version": 2},
-                "contentChanges": [{"text": marker}],
-            },
-        )
+        server.notify("textDocument/didChange", change_params("file:///work/closed.py", marker))
         server.notify("textDocument/didOpen", open_params("file:///work/s2.py", marker, "v"))
         server.write(frame(f'{{"text": "{marker}", '.encode()))
         server.write(
