@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, StaticCache
+    from transformers import Cache, PreTrainedModel, StaticCache
 
 WARMUP_STEPS = 2
 """Eager steps before recording: cuBLAS and the allocator set themselves up outside the graph."""
@@ -33,11 +33,11 @@ class DecodeGraph:
         side.wait_stream(torch.cuda.current_stream(model.device))
         with torch.cuda.stream(side):
             for _ in range(WARMUP_STEPS):
-                _step(model, cache, self._input)
+                last_logits(model, cache, self._input)
                 cache.crop(-1)  # the warm-up's keys stay behind, past the cache's length
         torch.cuda.current_stream(model.device).wait_stream(side)
         with torch.cuda.graph(self._graph):
-            self._logits = _step(model, cache, self._input)
+            self._logits = last_logits(model, cache, self._input)
 
     def __call__(self, token: int) -> torch.Tensor:
         self._input.fill_(token)
@@ -45,7 +45,8 @@ class DecodeGraph:
         return self._logits
 
 
-def _step(model: PreTrainedModel, cache: StaticCache, input_ids: torch.Tensor) -> torch.Tensor:
+def last_logits(model: PreTrainedModel, cache: Cache, input_ids: torch.Tensor) -> torch.Tensor:
+    """One forward pass of `input_ids` after what `cache` holds: the last position's logits."""
     output = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
     return output.logits[0, -1]
 
@@ -61,10 +62,10 @@ def graphs_work(model: PreTrainedModel) -> bool:
     tokens = torch.tensor([[token]], device=model.device)
     try:
         with torch.inference_mode():
-            _step(model, cache, tokens)
+            last_logits(model, cache, tokens)
             replayed = DecodeGraph(model, cache)(token).float()
             cache.crop(-1)
-            eager = _step(model, cache, tokens).float()
+            eager = last_logits(model, cache, tokens).float()
             return bool(torch.allclose(replayed, eager, atol=1e-2, rtol=1e-2))
     except RuntimeError:
         return False

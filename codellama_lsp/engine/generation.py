@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .decode_graph import DecodeGraph
+from .decode_graph import DecodeGraph, last_logits
 from .prompt_lookup import MAX_DRAFT, Payoff, draft
 
 if TYPE_CHECKING:
@@ -205,9 +205,9 @@ def _forward(
             state.graph = DecodeGraph(model, state.cache)
         logits = state.graph(ids[0])
     else:
+        assert state.cache is not None
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
-        output = model(input_ids=input_ids, cache=state.cache, use_cache=True, logits_to_keep=1)
-        logits = output.logits[0, -1]
+        logits = last_logits(model, state.cache, input_ids)
     state.ids.extend(ids)
     return logits
 
