@@ -133,7 +133,6 @@ def complete(
     tokenizer = loaded.tokenizer
     request = fit_to_model(request, loaded.max_positions)
     window, prompt = prompt_for(tokenizer, request, count_tokens)
-    room = loaded.max_positions - len(prompt)
 
     forced = b""
     if request.token_healing:
@@ -153,7 +152,7 @@ def complete(
         loaded.model,
         prompt,
         state,
-        max_new_tokens=min(request.max_new_tokens + bool(forced), room),
+        max_new_tokens=request.max_new_tokens + bool(forced),  # fit_to_model left room
         stop_ids=tokenizer.control_ids,
         temperature=request.temperature,
         should_stop=finished,
