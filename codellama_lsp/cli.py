@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    from .engine.infill import LineTokenCounter, prompt_for
+    from .engine.infill import LineTokenCounter, fit_to_model, prompt_for
+    from .model_files import declared_positions
     from .prompt import render_prompt
     from .tokenizer import load_tokenizer
 
@@ -165,6 +166,12 @@ def run_prompt(args: argparse.Namespace) -> int:
     lines, eol = read_cursor(cursor)
     tokenizer = load_tokenizer(settings.model)
     request = _request(settings, cursor, lines, eol)
+    positions = declared_positions(settings.model)
+    if positions is not None:  # the window `complete` would use
+        try:
+            request = fit_to_model(request, positions)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
     _, ids = prompt_for(tokenizer, request, LineTokenCounter(tokenizer))
     if args.format == "ids":
         print(" ".join(map(str, ids)))

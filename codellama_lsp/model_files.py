@@ -6,6 +6,7 @@ and every way this can fail becomes one message a user can act on.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 SHIPPED_MODELS = {"tiny": Path(__file__).parent / "models" / "tiny"}
@@ -67,3 +68,14 @@ def _download(model: str, patterns: tuple[str, ...]) -> Path:
             "the model hub could not be reached (download it once while online, or pass a "
             "local folder)"
         ) from error
+
+
+def declared_positions(model: str) -> int | None:
+    """The positions the checkpoint's config.json declares, where it is at hand: they cap the
+    prompt window (`fit_to_model`) also where no weights are loaded."""
+    try:
+        config = resolve_model_folder(model, ("config.json",)) / "config.json"
+        value = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (ModelFilesError, OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None

@@ -99,6 +99,16 @@ def test_prompt_needs_no_weights(tiny_model_dir, tmp_path, source):
     assert "<MID>" in result.stdout
 
 
+def test_prompt_uses_the_window_complete_would_use(tmp_path):
+    """The shipped tiny model declares 512 positions: with maxNewTokens 128 the prompt has at
+    most 383 tokens, whatever contextTokens says."""
+    long_file = tmp_path / "long.py"
+    long_file.write_text("".join(f"value_{i} = {i} * 2\n" for i in range(2000)), encoding="utf-8")
+    result = run("prompt", f"{long_file}:1000:1", "--model", "tiny", "--format", "ids")
+    assert result.returncode == 0, result.stderr
+    assert 300 < len(result.stdout.split()) <= 512 - 128 - 1
+
+
 @pytest.mark.parametrize(
     ("where", "fragments"),
     [
