@@ -2,7 +2,8 @@
 
 Handlers that answer completions are `async`: they await the worker's future, so a
 `$/cancelRequest` reaches them as `CancelledError`, which sets the job's cancel flag (the worker
-stops before its next forward pass) and lets pygls answer RequestCancelled.
+stops before its next forward pass) and lets pygls answer RequestCancelled. A request that comes
+while the model loads awaits the load first, in the same cancellable way.
 """
 
 from __future__ import annotations
@@ -160,6 +161,16 @@ class CodeLlamaServer(LanguageServer):
         self.pace = TypingPace()
         """One for all documents: the pace is the typist's, and it carries to the next file."""
         self.reused = 0
+        self.loading = False
+        """A model load is under way: completion requests wait for it rather than go empty."""
+        self.awaiting_load: dict[str, asyncio.Future[bool]] = {}
+        """Per document, the newest request waiting for the load (an older one is superseded)."""
+
+    def configure_worker(self) -> None:
+        """Hand the settings to the worker; note a load it starts, for requests to wait on."""
+        assert self.worker is not None
+        if self.worker.configure(self.settings):
+            self.loading = True
 
     def apply_settings(self, raw: Any) -> None:
         """Settings changed at run time: what is named changes, the rest stays."""
@@ -167,7 +178,7 @@ class CodeLlamaServer(LanguageServer):
         for problem in problems:
             self.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
         if self.worker is not None:
-            self.worker.configure(self.settings)
+            self.configure_worker()
 
     def report_server_error(self, error: Exception, source: type[Exception]) -> None:
         """Log, rather than pop up as pygls does, errors outside any request: a client's junk.
@@ -195,9 +206,39 @@ class CodeLlamaServer(LanguageServer):
             return
         if event.kind == "failed":
             self.tell(types.MessageType.Error, event.message)
+        self._end_load_wait()
         if self._progress is not None:
             self._progress.add_done_callback(lambda task: self._end_progress(task, event.message))
             self._progress = None
+
+    def _end_load_wait(self) -> None:
+        """The load ended or failed: the requests waiting for it go on to the worker, which
+        completes them, or answers them empty if there is no model."""
+        self.loading = False
+        for waiter in self.awaiting_load.values():
+            if not waiter.done():
+                waiter.set_result(True)
+        self.awaiting_load.clear()
+
+    async def load_settled(self, key: str) -> bool:
+        """Wait out a model load under way; False if a newer request for `key` came meanwhile.
+
+        Editors ask once as insert mode starts and again only when the cursor moves: answering
+        that request empty while the model loads leaves the user without a suggestion until
+        they type. As in the worker, only the newest request per document is kept waiting.
+        """
+        if not self.loading:
+            return True
+        older = self.awaiting_load.pop(key, None)
+        if older is not None and not older.done():
+            older.set_result(False)
+        waiter = asyncio.get_running_loop().create_future()
+        self.awaiting_load[key] = waiter
+        try:
+            return await waiter
+        finally:
+            if self.awaiting_load.get(key) is waiter:
+                del self.awaiting_load[key]
 
     async def _begin_progress(self, title: str) -> str | None:
         capabilities = self.client_capabilities
@@ -275,6 +316,8 @@ class CodeLlamaServer(LanguageServer):
         delay = 0.0
         if debounce:
             delay = self.pace.wait(time.monotonic(), self.settings.debounce_ms / 1000)
+        if not await self.load_settled(key):
+            return Outcome("superseded")
         job: Job = self.worker.submit(key, request, delay)
         try:
             outcome = await asyncio.wrap_future(job.future)
@@ -309,8 +352,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
     def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
         for problem in ls.initial_problems:
             ls.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
-        assert ls.worker is not None
-        ls.worker.configure(ls.settings)
+        ls.configure_worker()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(

@@ -107,6 +107,25 @@ async def test_a_broken_model_is_reported_and_a_good_one_loads_later(
         assert (await stats(client))["completed"] == 1
 
 
+async def test_a_request_sent_while_a_broken_model_loads_is_answered_after_the_error(
+    tiny_model_dir, tmp_path
+):
+    """The request waits for the load; when the load fails it is answered empty, once the
+    error has been shown (and not before, as when early requests were answered at once)."""
+    model = broken_copy(tiny_model_dir, tmp_path / "corrupt-model", "corrupt")
+    async with session({"model": str(model)}, wait_ready=False) as client:
+        open_document(client, URI, TEXT)
+        waiting = client.text_document_inline_completion_async(inline_params(URI, END))
+        await stats(client)
+        assert client.messages == []  # the load had not failed yet when the request came
+        answer = await waiting
+        assert answer is not None and not answer.items
+        [message] = client.messages
+        assert message.type == types.MessageType.Error
+        assert "not a valid safetensors file" in message.message
+        assert (await stats(client))["notReady"] == 1
+
+
 # -- a failing worker -------------------------------------------------------------------------
 
 

@@ -217,14 +217,52 @@ async def test_a_broken_model_path_is_shown_and_the_server_keeps_serving(tmp_pat
         assert (await stats(client))["notReady"] == 1
 
 
-async def test_requests_before_the_model_is_ready_are_answered_empty_at_once(tiny_model_dir):
-    async with session({"model": str(tiny_model_dir)}, wait_ready=False) as client:
+async def test_a_request_sent_while_the_model_loads_waits_for_it(tiny_model_dir):
+    """Neovim 0.12 asks once as insert mode starts, then only when the cursor moves: the
+    request sent while the model loads (torch and the weights) must get a real completion."""
+    async with session(
+        {"model": str(tiny_model_dir), "maxNewTokens": 8}, wait_ready=False
+    ) as client:
         open_document(client, URI, TEXT)
-        answer = await client.text_document_inline_completion_async(
-            inline_params(URI, types.Position(5, 4))
+        other = "file:///work/other.py"
+        open_document(client, other, TEXT)
+        end_of_line = types.Position(4, units("    " + LINE, "utf-16"))
+        older = client.text_document_inline_completion_async(
+            inline_params(URI, types.Position(5, 4), automatic=True)
         )
-        assert not answer.items
-        assert (await stats(client))["notReady"] == 1
+        newer = client.text_document_inline_completion_async(
+            inline_params(URI, end_of_line, automatic=True)
+        )
+        elsewhere = client.text_document_inline_completion_async(inline_params(other, end_of_line))
+        # Answered after the requests were read: the model was still loading when they came.
+        assert (await stats(client))["model"] is None
+        superseded, answer, other_answer = await asyncio.gather(older, newer, elsewhere)
+        assert not superseded.items  # a newer request for the same document took its place
+        assert len(answer.items) == 1 and answer.items[0].insert_text
+        assert answer.items[0].range == types.Range(end_of_line, end_of_line)
+        assert other_answer.items == answer.items  # each document's newest request is kept
+        counted = await stats(client)
+        assert counted["notReady"] == 0 and counted["completed"] == 2
+
+
+async def test_a_request_waiting_for_the_model_can_be_cancelled(tiny_model_dir):
+    async with session(
+        {"model": str(tiny_model_dir), "maxNewTokens": 8}, wait_ready=False
+    ) as client:
+        open_document(client, URI, TEXT)
+        cursor = types.Position(5, 4)
+        protocol = client.protocol
+        future = protocol.send_request(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(URI, cursor), msg_id="waiting"
+        )
+        assert (await stats(client))["model"] is None
+        protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="waiting"))
+        with pytest.raises(JsonRpcRequestCancelled):
+            await asyncio.wrap_future(future)
+        answer = await client.text_document_inline_completion_async(inline_params(URI, cursor))
+        assert answer.items
+        counted = await stats(client)
+        assert counted["requests"] == 1 and counted["completed"] == 1  # the cancelled never ran
 
 
 @pytest.mark.parametrize(("shutdown", "code"), [(True, 0), (False, 1)])

@@ -132,13 +132,16 @@ class Worker:
     def ready(self) -> bool:
         return self._loaded is not None
 
-    def configure(self, settings: Settings) -> None:
-        """Load the model the settings name, unless it is the one already loaded or loading."""
+    def configure(self, settings: Settings) -> bool:
+        """Load the model the settings name, unless it is the one already loaded or loading.
+
+        Whether a load started (its end or failure comes as a LoadEvent).
+        """
         with self._cond:
             self._cache_documents = settings.cache_documents
             self._cache_bytes = settings.cache_megabytes * 2**20
             if settings.model_key() == self._model_key:
-                return
+                return False
             self._model_key = settings.model_key()
             self._load_generation += 1
             generation = self._load_generation
@@ -147,6 +150,7 @@ class Worker:
         threading.Thread(
             target=self._load, args=(settings, generation), name="codellama-loader", daemon=True
         ).start()
+        return True
 
     def submit(self, key: str, request: InfillRequest, delay_s: float) -> Job:
         now = time.monotonic()
