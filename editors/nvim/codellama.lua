@@ -4,9 +4,27 @@ vim.lsp.config('codellama', {
   filetypes = { 'python', 'lua', 'c', 'cpp', 'rust', 'go', 'java', 'javascript', 'typescript', 'sh' },
   root_markers = { '.git' },
   init_options = { model = 'codellama/CodeLlama-7b-hf' }, -- a hub id, a local folder, or 'tiny'
+  on_init = function(client) -- 0.12 splits ghost text at \n only: give it \n for a CRLF file's \r\n
+    local request = client.request
+    client.request = function(self, method, params, handler, ...)
+      if method == 'textDocument/inlineCompletion' and handler then
+        local show = handler
+        handler = function(err, result, ...)
+          for _, item in ipairs(result and result.items or {}) do
+            item.insertText = (item.insertText:gsub('\r\n?', '\n'))
+          end
+          return show(err, result, ...)
+        end
+      end
+      return request(self, method, params, handler, ...)
+    end
+  end,
   on_attach = function(client, bufnr)
     if vim.lsp.inline_completion then -- 0.12: ghost text as you type, <Tab> accepts it
       vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+      if vim.api.nvim_get_current_buf() == bufnr and vim.fn.mode() == 'i' then
+        vim.api.nvim_exec_autocmds('CursorMovedI', { buffer = bufnr }) -- ask now, not on a move
+      end
       return vim.keymap.set('i', '<Tab>', function()
         if not vim.lsp.inline_completion.get() then return '<Tab>' end
       end, { buffer = bufnr, expr = true, desc = 'Accept the Code Llama completion' })
