@@ -46,6 +46,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # lsp_session (the tests' LSP driver), model_factory
 
+from results_section import write_head  # noqa: E402  (bench/, next to this script)
+
 NAIVE = {"cacheDocuments": 0, "reuseCompletions": False}
 DESIGN: dict[str, Any] = {}
 SOURCES = ("fractions.py", "calendar.py", "difflib.py", "argparse.py")
@@ -953,7 +955,7 @@ def main() -> None:
         (descriptions[0], descriptions[1]),
         time.perf_counter() - started,
     )
-    Path(args.out or ROOT / "bench" / "RESULTS.md").write_text(text, encoding="utf-8")
+    write_head(Path(args.out or ROOT / "bench" / "RESULTS.md"), text)
     print(text)
 
 

@@ -62,9 +62,25 @@ def fit_window(
     if first > 0:
         first = min(-(-first // BLOCK_LINES) * BLOCK_LINES, line)
 
-    prefix = "".join(_as_lf(text) for text in lines[first:line]) + head
-    suffix = tail + "".join(_as_lf(text) for text in lines[line + 1 : end])
-    return Window(prefix=prefix, suffix=suffix, first_line=first, end_line=end)
+    prefix, suffix = window_lines(lines, line, column, first, end)
+    return Window(prefix="".join(prefix), suffix="".join(suffix), first_line=first, end_line=end)
+
+
+def window_lines(
+    lines: Sequence[str], line: int, column: int, first: int, end: int
+) -> tuple[list[str], list[str]]:
+    """The prefix and suffix of a window (`first` to `end`) as lines ending in "\n".
+
+    The cursor's line is split at the cursor: the prefix ends with its head, the suffix starts
+    with its tail. Every other piece is a whole line, which is what per-line token ids are kept
+    for (see `prompt.encode_lines`).
+    """
+    current = _as_lf(lines[line])
+    prefix = [_as_lf(text) for text in lines[first:line]]
+    prefix.append(current[:column])
+    suffix = [current[column:]]
+    suffix.extend(_as_lf(text) for text in lines[line + 1 : end])
+    return prefix, suffix
 
 
 def _snap_end(lines: Sequence[str], line: int, after: _Reach) -> int:
