@@ -543,6 +543,8 @@ def report(
     descriptions: tuple[str, str],
     wall_s: float,
 ) -> str:
+    from codellama_lsp.settings import Settings
+
     n, d = naive, design
     prefill_ratio = (
         median(n["prefill"]) / median(d["prefill"])
@@ -695,7 +697,8 @@ def report(
         f"- machine: {machine()}",
         f"- model: {model_name}, on {runs_on}",
         f"- settings of both: `{common}` (plus the model); naive: `{naive_json}`; "
-        "design: the defaults (`cacheDocuments` 8, `reuseCompletions` true, `debounceMs` 50)",
+        f"design: the defaults (`cacheDocuments` {Settings.cache_documents}, "
+        "`reuseCompletions` true, `debounceMs` 50)",
         f"- trace: {len(trace.region)} characters of {where} ({trace.source}) typed one every "
         f"{args.interval_ms} ms, each followed by an automatic inline completion, not awaited: "
         f"`{trace.region!r}`",

@@ -25,7 +25,13 @@ class Window:
 
 
 def _as_lf(line: str) -> str:
-    """The line with its terminator, if it has one, spelled "\n"."""
+    """The line with its terminator, if it has one, spelled "\n".
+
+    A line that already ends in a lone "\n" is returned as it is: the document's own string,
+    whose hash Python keeps, so looking its token ids up costs no copy and no hashing.
+    """
+    if line.endswith("\n") and not line.endswith("\r\n"):
+        return line
     text = line.rstrip("\r\n")
     return text + "\n" if len(text) < len(line) else text
 

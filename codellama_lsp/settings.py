@@ -44,7 +44,7 @@ class Settings:
     trigger_characters: list[str] = field(
         default_factory=lambda: [".", "(", "[", "{", ",", "=", ":"]
     )
-    cache_documents: int = field(default=8, metadata={"min": 0, "max": 256})
+    cache_documents: int = field(default=64, metadata={"min": 0, "max": 256})
     """How many documents keep a KV cache of their last prompt (0: no cache)."""
     cache_megabytes: int = field(default=2048, metadata={"min": 0, "max": 1_000_000})
     """The most memory all those caches may hold together."""
