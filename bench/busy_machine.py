@@ -121,7 +121,9 @@ def main() -> None:
             "| --- | ---: | ---: | ---: | ---: | ---: |",
             *rows,
             "",
-            "Goal: busy within 1.5x of quiet, and the quiet figure no worse than torch's default.",
+            "Goal: busy within 1.5x of quiet, and the quiet figure no worse than torch's default. "
+            "Quiet means no process of the benchmark's own: other programs on the machine run as "
+            "they do (the load average above).",
         ]
     )
     write_section(Path(args.out), "A busy machine", body)

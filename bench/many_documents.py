@@ -127,11 +127,11 @@ def main() -> None:
         model = args.model
         if model == "random":
             model = str(build_random_model(Path(scratch) / "model"))
-        results = run_all(model, paths)
+        results = run_all(model, args.model, paths)
     write_report(args, paths, results)
 
 
-def run_all(model: str, paths: list[Path]) -> dict[str, dict[str, Any]]:
+def run_all(model: str, label: str, paths: list[Path]) -> dict[str, dict[str, Any]]:
     from codellama_lsp.settings import Settings
 
     base = {"model": model, "device": "cpu", "maxNewTokens": 16, "reuseCompletions": False}
@@ -143,6 +143,7 @@ def run_all(model: str, paths: list[Path]) -> dict[str, dict[str, Any]]:
     results = {}
     for name, options in configs.items():
         results[name] = found = asyncio.run(run_config(options, paths))
+        found["model"] = found["model"].replace(model, label)
         print(
             f"{name}: {found['model']}: switch p50 {p50(found['switch'], 'latency'):.1f} ms, "
             f"warm p50 {p50(found['warm'], 'latency'):.1f} ms, memory {found['memory']}"

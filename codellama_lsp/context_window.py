@@ -30,7 +30,7 @@ def _as_lf(line: str) -> str:
     A line that already ends in a lone "\n" is returned as it is: the document's own string,
     whose hash Python keeps, so looking its token ids up costs no copy and no hashing.
     """
-    if line.endswith("\n") and not line.endswith("\r\n"):
+    if line[-1:] == "\n" and line[-2:-1] != "\r":
         return line
     text = line.rstrip("\r\n")
     return text + "\n" if len(text) < len(line) else text
@@ -49,6 +49,19 @@ def fit_window(
     ends whatever the document uses. The cursor's own line is always included; a line too long
     for the budget on its own is left to the prompt builder's hard cap.
     """
+    first, end = fit_lines(lines, line, column, budget, count_tokens)
+    prefix, suffix = window_lines(lines, line, column, first, end)
+    return Window(prefix="".join(prefix), suffix="".join(suffix), first_line=first, end_line=end)
+
+
+def fit_lines(
+    lines: Sequence[str],
+    line: int,
+    column: int,
+    budget: int,
+    count_tokens: Callable[[str], int],
+) -> tuple[int, int]:
+    """The first line and the end line of `fit_window`'s window (without building its text)."""
     current = _as_lf(lines[line])
     head, tail = current[:column], current[column:]
     used = count_tokens(head) + count_tokens(tail)
@@ -67,9 +80,7 @@ def fit_window(
     first = line - before.count
     if first > 0:
         first = min(-(-first // BLOCK_LINES) * BLOCK_LINES, line)
-
-    prefix, suffix = window_lines(lines, line, column, first, end)
-    return Window(prefix="".join(prefix), suffix="".join(suffix), first_line=first, end_line=end)
+    return first, end
 
 
 def window_lines(

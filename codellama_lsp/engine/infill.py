@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..context_window import Window, fit_window, window_lines
+from ..context_window import Window, fit_lines, window_lines
 from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
 from ..prompt import (
     Order,
@@ -112,17 +112,15 @@ def prompt_for(
     Only the lines changed since the last keystroke are tokenized; a tokenizer with a piece
     that spans a line break (not Code Llama's) gets the window tokenized whole.
     """
-    window = fit_window(
-        request.lines, request.line, request.column, request.context_tokens, line_tokens
-    )
+    lines, line, column = request.lines, request.line, request.column
+    first, end = fit_lines(lines, line, column, request.context_tokens, line_tokens)
+    prefix, suffix = window_lines(lines, line, column, first, end)
+    window = Window("".join(prefix), "".join(suffix), first, end)
     if not tokenizer.lines_tokenize_alone:
         ids = build_prompt(
             tokenizer, window.prefix, window.suffix, request.order, request.context_tokens
         )
         return window, ids
-    prefix, suffix = window_lines(
-        request.lines, request.line, request.column, window.first_line, window.end_line
-    )
     ids = assemble_prompt(
         tokenizer,
         encode_lines(tokenizer, prefix, line_tokens.ids),
