@@ -299,6 +299,7 @@ class Completer:
             "device": args.device,
             "dtype": args.dtype,
             "order": args.order,
+            "threads": args.threads,
             "contextTokens": args.context_tokens,
             "maxNewTokens": args.max_new_tokens,
             "temperature": 0.0,
@@ -314,10 +315,6 @@ class Completer:
         if self.mode == "model":
             from codellama_lsp.engine.model import load_model
 
-            if args.threads:
-                import torch
-
-                torch.set_num_threads(args.threads)
             started = time.perf_counter()
             self.loaded = load_model(settings)
             self.tokenizer = self.loaded.tokenizer
@@ -678,7 +675,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--dtype", default="auto", choices=("auto", "float16", "bfloat16", "float32")
     )
     parser.add_argument(
-        "--threads", type=int, default=0, metavar="N", help="torch CPU threads (default: torch's)"
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="engine CPU threads (default 0: the server's automatic choice)",
     )
     parser.add_argument("--context-tokens", type=int, default=2048, metavar="N")
     parser.add_argument("--max-new-tokens", type=int, default=128, metavar="N")

@@ -46,6 +46,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # lsp_session (the tests' LSP driver), model_factory
 
+from results_section import write_head  # noqa: E402  (bench/, next to this script)
+
 NAIVE = {"cacheDocuments": 0, "reuseCompletions": False}
 DESIGN: dict[str, Any] = {}
 SOURCES = ("fractions.py", "calendar.py", "difflib.py", "argparse.py")
@@ -541,6 +543,8 @@ def report(
     descriptions: tuple[str, str],
     wall_s: float,
 ) -> str:
+    from codellama_lsp.settings import Settings
+
     n, d = naive, design
     prefill_ratio = (
         median(n["prefill"]) / median(d["prefill"])
@@ -693,7 +697,8 @@ def report(
         f"- machine: {machine()}",
         f"- model: {model_name}, on {runs_on}",
         f"- settings of both: `{common}` (plus the model); naive: `{naive_json}`; "
-        "design: the defaults (`cacheDocuments` 8, `reuseCompletions` true, `debounceMs` 50)",
+        f"design: the defaults (`cacheDocuments` {Settings.cache_documents}, "
+        "`reuseCompletions` true, `debounceMs` 50)",
         f"- trace: {len(trace.region)} characters of {where} ({trace.source}) typed one every "
         f"{args.interval_ms} ms, each followed by an automatic inline completion, not awaited: "
         f"`{trace.region!r}`",
@@ -953,7 +958,7 @@ def main() -> None:
         (descriptions[0], descriptions[1]),
         time.perf_counter() - started,
     )
-    Path(args.out or ROOT / "bench" / "RESULTS.md").write_text(text, encoding="utf-8")
+    write_head(Path(args.out or ROOT / "bench" / "RESULTS.md"), text)
     print(text)
 
 

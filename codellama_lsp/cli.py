@@ -87,6 +87,13 @@ def engine_options() -> argparse.ArgumentParser:
         "--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"]
     )
     group.add_argument("--quantization", default="none", choices=["none", "4bit", "8bit"])
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="CPU threads of the engine; 0 (default): one less than the physical cores",
+    )
     group.add_argument("--order", default="spm", choices=["spm", "psm"], help="infilling order")
     group.add_argument("--context-tokens", type=int, default=2048, metavar="N")
     group.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
@@ -108,6 +115,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "device": args.device,
         "dtype": args.dtype,
         "quantization": args.quantization,
+        "threads": args.threads,
         "order": args.order,
         "contextTokens": args.context_tokens,
         "maxNewTokens": args.max_new_tokens,

@@ -25,7 +25,13 @@ class Window:
 
 
 def _as_lf(line: str) -> str:
-    """The line with its terminator, if it has one, spelled "\n"."""
+    """The line with its terminator, if it has one, spelled "\n".
+
+    A line that already ends in a lone "\n" is returned as it is: the document's own string,
+    whose hash Python keeps, so looking its token ids up costs no copy and no hashing.
+    """
+    if line[-1:] == "\n" and line[-2:-1] != "\r":
+        return line
     text = line.rstrip("\r\n")
     return text + "\n" if len(text) < len(line) else text
 
@@ -43,6 +49,19 @@ def fit_window(
     ends whatever the document uses. The cursor's own line is always included; a line too long
     for the budget on its own is left to the prompt builder's hard cap.
     """
+    first, end = fit_lines(lines, line, column, budget, count_tokens)
+    prefix, suffix = window_lines(lines, line, column, first, end)
+    return Window(prefix="".join(prefix), suffix="".join(suffix), first_line=first, end_line=end)
+
+
+def fit_lines(
+    lines: Sequence[str],
+    line: int,
+    column: int,
+    budget: int,
+    count_tokens: Callable[[str], int],
+) -> tuple[int, int]:
+    """The first line and the end line of `fit_window`'s window (without building its text)."""
     current = _as_lf(lines[line])
     head, tail = current[:column], current[column:]
     used = count_tokens(head) + count_tokens(tail)
@@ -61,10 +80,24 @@ def fit_window(
     first = line - before.count
     if first > 0:
         first = min(-(-first // BLOCK_LINES) * BLOCK_LINES, line)
+    return first, end
 
-    prefix = "".join(_as_lf(text) for text in lines[first:line]) + head
-    suffix = tail + "".join(_as_lf(text) for text in lines[line + 1 : end])
-    return Window(prefix=prefix, suffix=suffix, first_line=first, end_line=end)
+
+def window_lines(
+    lines: Sequence[str], line: int, column: int, first: int, end: int
+) -> tuple[list[str], list[str]]:
+    """The prefix and suffix of a window (`first` to `end`) as lines ending in "\n".
+
+    The cursor's line is split at the cursor: the prefix ends with its head, the suffix starts
+    with its tail. Every other piece is a whole line, which is what per-line token ids are kept
+    for (see `prompt.encode_lines`).
+    """
+    current = _as_lf(lines[line])
+    prefix = [_as_lf(text) for text in lines[first:line]]
+    prefix.append(current[:column])
+    suffix = [current[column:]]
+    suffix.extend(_as_lf(text) for text in lines[line + 1 : end])
+    return prefix, suffix
 
 
 def _snap_end(lines: Sequence[str], line: int, after: _Reach) -> int:

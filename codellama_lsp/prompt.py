@@ -9,6 +9,7 @@ and the prompt then ends with the prefix, so the cached prompt grows as the user
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from .tokenizer import FimTokenizer
@@ -23,14 +24,53 @@ MARKER_TOKENS = 4  # BOS, PRE, SUF, MID
 def build_prompt(
     tokenizer: FimTokenizer, prefix: str, suffix: str, order: Order, budget: int | None = None
 ) -> list[int]:
+    """The prompt ids of `prefix` and `suffix`, each tokenized whole (see `assemble_prompt`)."""
+    return assemble_prompt(
+        tokenizer, tokenizer.encode(prefix), tokenizer.encode_infilling(suffix), order, budget
+    )
+
+
+def encode_lines(
+    tokenizer: FimTokenizer, lines: Sequence[str], line_ids: Callable[[str], Sequence[int]]
+) -> list[int]:
+    """`tokenizer.encode("".join(lines))`, from each line's own ids, for `lines` ending in "\n".
+
+    No piece of Code Llama's vocabulary holds a newline (it is the byte token `<0x0A>`), so
+    no token spans a line break and a line's ids do not depend on its neighbours: the first
+    line is encoded plainly (it carries the implied leading space), the others are
+    `line_ids`, their `encode_infilling`, which a caller can keep between keystrokes.
+    """
+    if not lines:
+        return []
+    ids = tokenizer.encode(lines[0])
+    for text in lines[1:]:
+        ids.extend(line_ids(text))
+    return ids
+
+
+def encode_infilling_lines(
+    lines: Sequence[str], line_ids: Callable[[str], Sequence[int]]
+) -> list[int]:
+    """`tokenizer.encode_infilling("".join(lines))` from each line's own ids (as above)."""
+    ids: list[int] = []
+    for text in lines:
+        ids.extend(line_ids(text))
+    return ids
+
+
+def assemble_prompt(
+    tokenizer: FimTokenizer,
+    prefix_ids: list[int],
+    suffix_ids: list[int],
+    order: Order,
+    budget: int | None = None,
+) -> list[int]:
     """The prompt ids; with `budget`, prefix and suffix are cut at their far ends to fit it.
 
     The context window fits whole lines by per-line token counts, which can differ slightly from
     the count of the joined text, and one very long line can exceed any budget alone: the budget
     here is the hard cap.
     """
-    prefix_ids = tokenizer.encode(prefix)
-    suffix_ids = tokenizer.encode_infilling(suffix)
     if budget is not None:
         room = max(budget - MARKER_TOKENS, 0)
         if len(prefix_ids) + len(suffix_ids) > room:

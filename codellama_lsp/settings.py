@@ -28,6 +28,8 @@ class Settings:
     device: Device = "auto"
     dtype: Dtype = "auto"
     quantization: Quantization = "none"
+    threads: int = field(default=0, metadata={"min": 0, "max": 256})
+    """The engine's CPU threads; 0: one less than the machine's physical cores (at least one)."""
     context_tokens: int = field(default=2048, metadata={"min": 64, "max": 100_000})
     max_new_tokens: int = field(default=128, metadata={"min": 1, "max": 4096})
     order: Order = "spm"
@@ -42,7 +44,7 @@ class Settings:
     trigger_characters: list[str] = field(
         default_factory=lambda: [".", "(", "[", "{", ",", "=", ":"]
     )
-    cache_documents: int = field(default=8, metadata={"min": 0, "max": 256})
+    cache_documents: int = field(default=64, metadata={"min": 0, "max": 256})
     """How many documents keep a KV cache of their last prompt (0: no cache)."""
     cache_megabytes: int = field(default=2048, metadata={"min": 0, "max": 1_000_000})
     """The most memory all those caches may hold together."""
@@ -56,7 +58,14 @@ class Settings:
 
     def model_key(self) -> tuple[object, ...]:
         """What the loaded model depends on: a change here means loading it again."""
-        return (self.model, self.device, self.dtype, self.quantization, self.trust_remote_code)
+        return (
+            self.model,
+            self.device,
+            self.dtype,
+            self.quantization,
+            self.threads,
+            self.trust_remote_code,
+        )
 
 
 def camel_case(name: str) -> str:

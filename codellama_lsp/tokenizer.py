@@ -124,6 +124,8 @@ class FimTokenizer:
             {i for i, p in enumerate(pieces) if any(m in p for m in MARKERS)}
             | {self.ids.bos, self.ids.eos}
         )
+        self.lines_tokenize_alone = not any("\n" in piece for piece in pieces)
+        """No piece holds a newline, so no token spans a line break (true of Code Llama's)."""
         self._byte_ids = {b: index.get(f"<0x{b:02X}>") for b in range(256)}
         self._sentinel_ids = backend.encode(SENTINEL)
         self._spelling: dict[bytes, list[int]] = {}

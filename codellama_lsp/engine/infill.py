@@ -7,14 +7,22 @@ same path (and the benchmarks measure the path editors get).
 from __future__ import annotations
 
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..context_window import Window, fit_window
+from ..context_window import Window, fit_lines, window_lines
 from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
-from ..prompt import Order, build_prompt, heal
+from ..prompt import (
+    Order,
+    assemble_prompt,
+    build_prompt,
+    encode_infilling_lines,
+    encode_lines,
+    heal,
+)
 from ..settings import Settings
 from ..tokenizer import FimTokenizer
 from .prompt_lookup import MAX_DRAFT
@@ -72,30 +80,53 @@ class Infill:
 
 
 class LineTokenCounter:
-    """Token counts of lines, remembered: a window re-counts the same lines every keystroke."""
+    """Token ids of lines, remembered: a window re-tokenizes the same lines every keystroke.
+
+    Called, it counts a line's tokens (how the window is fitted); `ids` gives the ids the
+    prompt is assembled from, so a keystroke tokenizes only the lines it changed.
+    """
 
     def __init__(self, tokenizer: FimTokenizer) -> None:
         self._tokenizer = tokenizer
-        self._memo: OrderedDict[str, int] = OrderedDict()
+        self._memo: OrderedDict[str, array[int]] = OrderedDict()
 
     def __call__(self, text: str) -> int:
-        count = self._memo.get(text)
-        if count is None:
-            count = len(self._tokenizer.encode_infilling(text))
-            self._memo[text] = count
+        return len(self.ids(text))
+
+    def ids(self, text: str) -> array[int]:
+        """`encode_infilling(text)`, kept as 4-byte ids (a tuple of ints would take 36 each)."""
+        ids = self._memo.get(text)
+        if ids is None:
+            ids = array("I", self._tokenizer.encode_infilling(text))
+            self._memo[text] = ids
             if len(self._memo) > LINE_COUNT_MEMO:
                 self._memo.popitem(last=False)
-        return count
+        return ids
 
 
 def prompt_for(
-    tokenizer: FimTokenizer, request: InfillRequest, count_tokens: Callable[[str], int]
+    tokenizer: FimTokenizer, request: InfillRequest, line_tokens: LineTokenCounter
 ) -> tuple[Window, list[int]]:
-    window = fit_window(
-        request.lines, request.line, request.column, request.context_tokens, count_tokens
-    )
-    ids = build_prompt(
-        tokenizer, window.prefix, window.suffix, request.order, request.context_tokens
+    """The window around the cursor and its prompt, assembled from per-line token ids.
+
+    Only the lines changed since the last keystroke are tokenized; a tokenizer with a piece
+    that spans a line break (not Code Llama's) gets the window tokenized whole.
+    """
+    lines, line, column = request.lines, request.line, request.column
+    first, end = fit_lines(lines, line, column, request.context_tokens, line_tokens)
+    prefix, suffix = window_lines(lines, line, column, first, end)
+    window = Window("".join(prefix), "".join(suffix), first, end)
+    if not tokenizer.lines_tokenize_alone:
+        ids = build_prompt(
+            tokenizer, window.prefix, window.suffix, request.order, request.context_tokens
+        )
+        return window, ids
+    ids = assemble_prompt(
+        tokenizer,
+        encode_lines(tokenizer, prefix, line_tokens.ids),
+        encode_infilling_lines(suffix, line_tokens.ids),
+        request.order,
+        request.context_tokens,
     )
     return window, ids
 
@@ -124,7 +155,7 @@ def complete(
     loaded: LoadedModel,
     request: InfillRequest,
     state: CachedSequence,
-    count_tokens: Callable[[str], int],
+    line_tokens: LineTokenCounter,
     cancelled: Callable[[], bool],
 ) -> Infill:
     from .generation import generate  # torch: imported only where a model runs
@@ -132,7 +163,7 @@ def complete(
     started = time.perf_counter()
     tokenizer = loaded.tokenizer
     request = fit_to_model(request, loaded.max_positions)
-    window, prompt = prompt_for(tokenizer, request, count_tokens)
+    window, prompt = prompt_for(tokenizer, request, line_tokens)
 
     forced = b""
     if request.token_healing:
