@@ -20,7 +20,13 @@ from typing import Any
 import attrs
 from cattrs import ClassValidationError, transform_error
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcParseError
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
+    JsonRpcServerNotInitialized,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import (
     JsonRPCNotification,
@@ -35,6 +41,7 @@ from .context_window import BLOCK_LINES
 from .document import Encoding, TextDocument
 from .engine.infill import InfillRequest
 from .engine.worker import Job, LoadEvent, Outcome, Worker
+from .language_ids import lsp_language_id
 from .replies import completion_items, inline_items, word_start
 from .reuse import RecentSuggestions, context_at
 from .settings import Settings, parse_settings
@@ -73,7 +80,17 @@ class CodeLlamaProtocol(LanguageServerProtocol):
     The server keeps its own document store, which splits lines as LSP does and edits only the
     lines a change touches. pygls raises in its read loop on a request whose params do not
     structure, so the client never gets a reply; here it gets InvalidParams.
+
+    The LSP state machine is kept here, once for every method: before `initialize` a request is
+    answered ServerNotInitialized and a notification other than `exit` is dropped; a second
+    `initialize`, and any request after `shutdown`, is answered InvalidRequest (pygls would run
+    the one and leave the other unanswered). A body that is JSON but not one JSON-RPC 2.0
+    message (a batch: LSP has none) is answered InvalidRequest with id null.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initialize_received = False
 
     def get_message_type(self, method: str) -> type[Any] | None:
         return PromptRequest if method == PROMPT else super().get_message_type(method)
@@ -98,15 +115,43 @@ class CodeLlamaProtocol(LanguageServerProtocol):
             )
 
     def handle_message(self, message: Any) -> None:
-        if isinstance(message, Unstructured):
+        unstructured = isinstance(message, Unstructured)
+        if not unstructured and getattr(message, "jsonrpc", None) != JsonRPCProtocol.VERSION:
+            what = "a batch (LSP has none)" if isinstance(message, list) else "not JSON-RPC 2.0"
+            log.warning("refused a message that is %s", what)
+            self.reply_error(None, JsonRpcInvalidRequest(f"refused a message that is {what}"))
+            return
+        method = message.method if unstructured else getattr(message, "method", None)
+        if method is not None:  # a request or a notification, not a response
+            is_request = message.is_request if unstructured else hasattr(message, "id")
+            refusal = self.refusal(method)
+            if refusal is not None:
+                log.warning("%.64r: %s", method, refusal.message)
+                if is_request:
+                    self.reply_error(message.msg_id if unstructured else message.id, refusal)
+                return
+            if method == types.INITIALIZE and not unstructured:
+                self.initialize_received = True
+        if unstructured:
             log.warning("invalid params for %.64r: %s", message.method, message.problem)
             if message.is_request:
                 self.reply_error(message.msg_id, JsonRpcInvalidParams(message.problem))
             return
-        if getattr(message, "jsonrpc", None) != JsonRPCProtocol.VERSION:
-            log.warning("ignored a message that is not JSON-RPC 2.0")
-            return
         super().handle_message(message)
+
+    def refusal(self, method: Any) -> JsonRpcException | None:
+        """Why `method` may not run in the server's state (LSP 3.17's lifecycle), or None."""
+        if method == types.EXIT:
+            return None
+        if not self.initialize_received:
+            if method == types.INITIALIZE:
+                return None
+            return JsonRpcServerNotInitialized("the server is not initialized yet")
+        if method == types.INITIALIZE:
+            return JsonRpcInvalidRequest("the server is already initialized")
+        if self._shutdown:
+            return JsonRpcInvalidRequest("the server is shut down: only exit is accepted")
+        return None
 
     def reply_error(self, msg_id: int | str | None, error: JsonRpcException) -> None:
         """An error reply written by hand: lsprotocol's would leave out a null id."""
@@ -172,11 +217,16 @@ class CodeLlamaServer(LanguageServer):
     def report_server_error(self, error: Exception, source: type[Exception]) -> None:
         """Log, rather than pop up as pygls does, errors outside any request: a client's junk.
 
-        A body that is not JSON is answered ParseError with id null, as JSON-RPC asks.
+        A body that is not JSON, or nested too deeply to read, is answered ParseError with id
+        null, as JSON-RPC asks.
         """
         if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
             log.warning("a message that is not JSON: %s", error)
             self.protocol.reply_error(None, JsonRpcParseError(f"not JSON: {error}"))
+            return
+        if isinstance(error, RecursionError):  # json.loads: nested deeper than Python recurses
+            log.warning("a message nested too deeply to read")
+            self.protocol.reply_error(None, JsonRpcParseError("nested too deeply"))
             return
         log.warning("%s: %s", source.__name__, error)
 
@@ -219,6 +269,13 @@ class CodeLlamaServer(LanguageServer):
 
     def document(self, uri: str) -> TextDocument | None:
         return self.documents.get(uri)
+
+    def completable(self, uri: str) -> TextDocument | None:
+        """The document to complete in: open, in step with the editor, its language enabled."""
+        document = self.documents.get(uri)
+        if document is None or not document.in_step:
+            return None
+        return document if self.settings.language_enabled(document.language_id) else None
 
     def locate(self, document: TextDocument, position: types.Position) -> tuple[int, int]:
         try:
@@ -326,7 +383,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CodeLlamaServer, params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
-        ls.documents[item.uri] = TextDocument(item.uri, item.language_id, item.version, item.text)
+        language_id = lsp_language_id(item.language_id)
+        ls.documents[item.uri] = TextDocument(item.uri, language_id, item.version, item.text)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -334,9 +392,29 @@ def create_server(base: Settings) -> CodeLlamaServer:
         if document is None:
             log.warning("change to a document that is not open: %s", params.text_document.uri)
             return
-        for change in params.content_changes:
-            document.apply_change(change, ls.encoding)
-        document.version = params.text_document.version
+        version = params.text_document.version
+        problem = None
+        if version < document.version:
+            problem = f"version {version} is older than the document's {document.version}"
+        else:
+            try:
+                document.apply_changes(params.content_changes, ls.encoding)
+            except ValueError as error:
+                problem = str(error)
+        if problem is not None:
+            # The editor's text and this copy now differ: completing from it would be wrong.
+            log.warning(
+                "refused a change to %s (%s): completions there stop until the editor sends "
+                "the whole text again (reopen the file)",
+                params.text_document.uri,
+                problem,
+            )
+            document.in_step = False
+            return
+        whole = types.TextDocumentContentChangeWholeDocument
+        if any(isinstance(change, whole) for change in params.content_changes):
+            document.in_step = True
+        document.version = version
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -350,8 +428,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
         ls: CodeLlamaServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
         empty = types.InlineCompletionList(items=[])
-        document = ls.document(params.text_document.uri)
-        if document is None or not ls.settings.language_enabled(document.language_id):
+        document = ls.completable(params.text_document.uri)
+        if document is None:
             return empty
         line, column = ls.locate(document, params.position)
         # Replies use the position clamped into the document (a cursor past the end of a line
@@ -379,8 +457,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
         ls: CodeLlamaServer, params: types.CompletionParams
     ) -> types.CompletionList:
         empty = types.CompletionList(is_incomplete=True, items=[])
-        document = ls.document(params.text_document.uri)
-        if document is None or not ls.settings.language_enabled(document.language_id):
+        document = ls.completable(params.text_document.uri)
+        if document is None:
             return empty
         context = params.context
         kind = context.trigger_kind if context else types.CompletionTriggerKind.Invoked
