@@ -139,6 +139,20 @@ class CodeLlamaProtocol(LanguageServerProtocol):
             return
         super().handle_message(message)
 
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        """pygls' result, less the static completion provider where it is registered at run time.
+
+        LSP forbids registering a capability both ways; a dynamic one can change its trigger
+        characters when the settings do.
+        """
+        result: types.InitializeResult = yield from super().lsp_initialize(params)
+        if registers_completion(params.capabilities):
+            result.capabilities.completion_provider = None
+        return result
+
     def refusal(self, method: Any) -> JsonRpcException | None:
         """Why `method` may not run in the server's state (LSP 3.17's lifecycle), or None."""
         if method == types.EXIT:
@@ -175,6 +189,12 @@ class CodeLlamaProtocol(LanguageServerProtocol):
             yield handler, (params,), None
 
 
+def registers_completion(capabilities: types.ClientCapabilities) -> bool:
+    """Whether the client takes completion's registration at run time (and so its changes)."""
+    completion = capabilities.text_document and capabilities.text_document.completion
+    return bool(completion and completion.dynamic_registration)
+
+
 def _problem(error: Exception) -> str:
     """What did not fit, by path and expected type, never the value (it may be document text)."""
     if isinstance(error, ClassValidationError):
@@ -205,14 +225,43 @@ class CodeLlamaServer(LanguageServer):
         self.pace = TypingPace()
         """One for all documents: the pace is the typist's, and it carries to the next file."""
         self.reused = 0
+        self.completion_registration: str | None = None
+        """The id of completion's run-time registration with the client, once made."""
 
     def apply_settings(self, raw: Any) -> None:
         """Settings changed at run time: what is named changes, the rest stays."""
+        triggers = self.settings.trigger_characters
         self.settings, problems = parse_settings(raw, self.settings)
         for problem in problems:
             self.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
+        if self.settings.trigger_characters != triggers:
+            if registers_completion(self.client_capabilities):
+                self.register_completion()
+            else:
+                log.info("the client cannot take new trigger characters before a restart")
         if self.worker is not None:
             self.worker.configure(self.settings)
+
+    def completion_options(self) -> types.CompletionOptions:
+        return types.CompletionOptions(trigger_characters=list(self.settings.trigger_characters))
+
+    def register_completion(self) -> None:
+        """Register completion with the client, with the settings' trigger characters.
+
+        An earlier registration is withdrawn first, so the editor never holds two.
+        """
+        method = types.TEXT_DOCUMENT_COMPLETION
+        if self.completion_registration is not None:
+            gone = types.Unregistration(id=self.completion_registration, method=method)
+            self.client_unregister_capability(types.UnregistrationParams(unregisterations=[gone]))
+        self.completion_registration = f"codellama-completion-{uuid.uuid4()}"
+        options = types.CompletionRegistrationOptions(
+            document_selector=None, trigger_characters=list(self.settings.trigger_characters)
+        )
+        registration = types.Registration(
+            id=self.completion_registration, method=method, register_options=options
+        )
+        self.client_register_capability(types.RegistrationParams(registrations=[registration]))
 
     def report_server_error(self, error: Exception, source: type[Exception]) -> None:
         """Log, rather than pop up as pygls does, errors outside any request: a client's junk.
@@ -361,11 +410,15 @@ def create_server(base: Settings) -> CodeLlamaServer:
         ls.worker = Worker(ls.on_load_event)
         options = params.initialization_options
         ls.settings, ls.initial_problems = parse_settings(options, ls.base_settings)
+        # Read by pygls after this handler, to build the capabilities the result advertises.
+        ls.protocol.fm.feature_options[types.TEXT_DOCUMENT_COMPLETION] = ls.completion_options()
 
     @server.feature(types.INITIALIZED)
     def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
         for problem in ls.initial_problems:
             ls.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
+        if registers_completion(ls.client_capabilities):
+            ls.register_completion()
         assert ls.worker is not None
         ls.worker.configure(ls.settings)
 
@@ -449,10 +502,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
         )
         return inline_items(text or "", start, end, typed)
 
-    @server.feature(
-        types.TEXT_DOCUMENT_COMPLETION,
-        types.CompletionOptions(trigger_characters=list(server.base_settings.trigger_characters)),
-    )
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION)  # options: from the settings, at initialize
     async def completion(
         ls: CodeLlamaServer, params: types.CompletionParams
     ) -> types.CompletionList:

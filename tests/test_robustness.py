@@ -748,3 +748,63 @@ def test_a_change_with_an_older_version_is_refused(raw):
     raw.notify("textDocument/didChange", params)  # a partial change cannot bring it back
     assert raw.call("textDocument/inlineCompletion", inline(uri, 0, 5))["items"] == []
     check_alive(raw)
+
+
+# -- what the server advertises -------------------------------------------------------------
+
+
+def server_request(server: RawServer, method: str) -> dict[str, Any]:
+    """The next request `method` from the server, answered with a null result."""
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    while True:
+        for message in server.messages:
+            if message.get("method") == method and "id" in message:
+                server.messages.remove(message)
+                server.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+                return message
+        assert server.pump(deadline - time.monotonic()), f"no {method} request"
+
+
+def initialize_with(server: RawServer, capabilities: dict[str, Any], options: Any) -> Any:
+    params = {"capabilities": capabilities, "initializationOptions": options}
+    result = server.call("initialize", params)
+    server.notify("initialized", {})
+    return result
+
+
+def test_the_editors_trigger_characters_are_advertised():
+    server = RawServer()
+    try:
+        result = initialize_with(server, {}, {"model": "tiny", "triggerCharacters": ["#", "."]})
+        assert result["capabilities"]["completionProvider"]["triggerCharacters"] == ["#", "."]
+    finally:
+        server.close()
+
+
+def test_trigger_characters_are_registered_again_when_they_change():
+    server = RawServer()
+    dynamic = {"textDocument": {"completion": {"dynamicRegistration": True}}}
+    try:
+        result = initialize_with(server, dynamic, {"model": "tiny", "triggerCharacters": ["#"]})
+        assert "completionProvider" not in result["capabilities"]  # never both ways
+        (first,) = server_request(server, "client/registerCapability")["params"]["registrations"]
+        assert first["method"] == "textDocument/completion"
+        assert first["registerOptions"]["triggerCharacters"] == ["#"]
+
+        server.notify(
+            "workspace/didChangeConfiguration", {"settings": {"codellama": {"maxNewTokens": 3}}}
+        )
+        server.notify(
+            "workspace/didChangeConfiguration",
+            {"settings": {"codellama": {"triggerCharacters": ["@", "."]}}},
+        )
+        request = server_request(server, "client/unregisterCapability")
+        (gone,) = request["params"]["unregisterations"]
+        assert gone == {"id": first["id"], "method": "textDocument/completion"}
+        (again,) = server_request(server, "client/registerCapability")["params"]["registrations"]
+        assert again["registerOptions"]["triggerCharacters"] == ["@", "."]
+        assert again["id"] != first["id"]
+        server.settle()
+        assert not [m for m in server.messages if "Capability" in m.get("method", "")]
+    finally:
+        server.close()
