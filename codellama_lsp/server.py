@@ -39,7 +39,7 @@ from pygls.protocol import (
 from . import __version__
 from .context_window import BLOCK_LINES
 from .document import Encoding, TextDocument
-from .engine.infill import InfillRequest
+from .engine.infill import InfillRequest, new_tokens_room
 from .engine.worker import Job, LoadEvent, Outcome, Worker
 from .language_ids import lsp_language_id
 from .replies import completion_items, inline_items, word_start
@@ -225,6 +225,8 @@ class CodeLlamaServer(LanguageServer):
         self.pace = TypingPace()
         """One for all documents: the pace is the typist's, and it carries to the next file."""
         self.reused = 0
+        self.warned_room: tuple[int, int] | None = None
+        """(maxNewTokens, model positions) last warned about as too many, to warn only once."""
         self.completion_registration: str | None = None
         """The id of completion's run-time registration with the client, once made."""
 
@@ -241,6 +243,25 @@ class CodeLlamaServer(LanguageServer):
                 log.info("the client cannot take new trigger characters before a restart")
         if self.worker is not None:
             self.worker.configure(self.settings)
+            self.check_new_tokens()
+
+    def check_new_tokens(self) -> None:
+        """Warn once when `maxNewTokens` is more than the model's positions allow.
+
+        Completions still run, with as many as they allow (`fit_to_model`).
+        """
+        positions = self.worker.max_positions if self.worker is not None else None
+        if positions is None:
+            return
+        asked, room = self.settings.max_new_tokens, new_tokens_room(positions)
+        if asked <= room or self.warned_room == (asked, positions):
+            return
+        self.warned_room = (asked, positions)
+        self.tell(
+            types.MessageType.Warning,
+            f"codellama-lsp: maxNewTokens {asked} is more than the model's {positions} positions "
+            f"allow; using {room}",
+        )
 
     def completion_options(self) -> types.CompletionOptions:
         return types.CompletionOptions(trigger_characters=list(self.settings.trigger_characters))
@@ -294,6 +315,8 @@ class CodeLlamaServer(LanguageServer):
             return
         if event.kind == "failed":
             self.tell(types.MessageType.Error, event.message)
+        else:
+            self.check_new_tokens()
         if self._progress is not None:
             self._progress.add_done_callback(lambda task: self._end_progress(task, event.message))
             self._progress = None
