@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Literal
 
 from lsprotocol import types
@@ -117,7 +118,7 @@ class TextDocument:
         return "".join(self.lines)
 
     def apply_changes(
-        self, changes: list[types.TextDocumentContentChangeEvent], encoding: Encoding
+        self, changes: Sequence[types.TextDocumentContentChangeEvent], encoding: Encoding
     ) -> None:
         """Apply one `didChange`'s changes in order, or none of them (ValueError) if one is bad.
 

@@ -254,8 +254,8 @@ class CodeLlamaServer(LanguageServer):
         if positions is None:
             return
         asked, room = self.settings.max_new_tokens, new_tokens_room(positions)
-        if asked <= room or self.warned_room == (asked, positions):
-            return
+        if asked <= room or room < 1 or self.warned_room == (asked, positions):
+            return  # (no room at all: each completion fails and says why)
         self.warned_room = (asked, positions)
         self.tell(
             types.MessageType.Warning,
