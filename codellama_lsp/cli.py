@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--tcp",
         metavar="[HOST:]PORT",
-        help="listen on TCP instead of stdio (for debugging; host 127.0.0.1 unless given)",
+        help="listen on TCP instead of stdio, one editor at a time (for debugging; loopback "
+        "only: 127.0.0.1 unless ::1 or localhost is given)",
     )
     group.add_argument("--log-file", type=Path, help="write logs here (default: stderr)")
     group.add_argument(
@@ -232,10 +233,15 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     server = create_server(settings)
     if args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        if not port.isdigit():
-            raise UsageError(f"--tcp expects [HOST:]PORT, got {args.tcp!r}")
-        server.start_tcp(host or "127.0.0.1", int(port))
+        from .tcp import listen, loopback_address, serve_tcp
+
+        try:
+            listener = listen(*loopback_address(args.tcp))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        except OSError as error:  # the port is taken, or the address is not this machine's
+            raise UsageError(f"--tcp {args.tcp}: {error.strerror or error}") from None
+        serve_tcp(server, listener)
     else:
         # pygls only calls readline and read; FrameReader re-finds frames after bad ones.
         server.start_io(stdin=FrameReader(sys.stdin.buffer))  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from typing import Literal
 
 from lsprotocol import types
@@ -82,6 +83,18 @@ def _units(prefix: str, encoding: Encoding) -> int:
     return len(prefix.encode("utf-8", "surrogatepass"))
 
 
+def _range_problem(change: types.TextDocumentContentChangeEvent) -> str | None:
+    """Why `change` fits no document (a negative position, an end before its start), or None."""
+    if isinstance(change, types.TextDocumentContentChangeWholeDocument):
+        return None
+    start, end = change.range.start, change.range.end
+    if min(start.line, start.character, end.line, end.character) < 0:
+        return f"negative position in range {change.range}"
+    if (end.line, end.character) < (start.line, start.character):
+        return f"range end {end} is before its start {start}"
+    return None
+
+
 class TextDocument:
     """An open document: its identity, its version and its text as a list of lines.
 
@@ -93,6 +106,8 @@ class TextDocument:
         self.uri = uri
         self.language_id = language_id
         self.version = version
+        self.in_step = True
+        """False after a change was refused, until the editor sends the whole text again."""
         self.lines: list[str] = _split_lines(text)
         # Terminator counts, updated per edit so that `eol()` need not scan the document.
         self._terminators = _count_terminators(text)
@@ -101,6 +116,21 @@ class TextDocument:
     def text(self) -> str:
         """The whole text (O(document): for consumers that need it all, not per position)."""
         return "".join(self.lines)
+
+    def apply_changes(
+        self, changes: Sequence[types.TextDocumentContentChangeEvent], encoding: Encoding
+    ) -> None:
+        """Apply one `didChange`'s changes in order, or none of them (ValueError) if one is bad.
+
+        A bad change (a negative position, an end before its start) is bad whatever the text,
+        so all are checked before the first applies: a document is never left half-edited.
+        """
+        for index, change in enumerate(changes):
+            problem = _range_problem(change)
+            if problem is not None:
+                raise ValueError(f"change {index + 1} of {len(changes)}: {problem}")
+        for change in changes:
+            self.apply_change(change, encoding)
 
     def apply_change(
         self, change: types.TextDocumentContentChangeEvent, encoding: Encoding
@@ -116,9 +146,10 @@ class TextDocument:
             self.lines = _split_lines(change.text)
             self._terminators = _count_terminators(change.text)
             return
+        problem = _range_problem(change)
+        if problem is not None:
+            raise ValueError(problem)
         start, end = change.range.start, change.range.end
-        if (end.line, end.character) < (start.line, start.character):
-            raise ValueError(f"range end {end} is before its start {start}")
         first, start_column = self.location(start, encoding)
         last, end_column = self.location(end, encoding)
         region = self.lines[first][:start_column] + change.text + self.lines[last][end_column:]

@@ -8,7 +8,8 @@ claims to one `read` call, where an absurd one raises OverflowError and ends the
 `FrameReader` sits between stdin and pygls: it reads each frame itself, accepting header names in
 any case and spacing, skipping garbage up to the next valid `Content-Length:` header (also at the
 end of a garbage line), refusing lengths no editor sends, and hands pygls each body under the one
-header pygls reads.
+header pygls reads. A stream that starts with an HTTP request line is not an editor (over `--tcp`
+it is what any web page can send to a loopback port): it ends there, unread.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ BODY_CHUNK = 1 << 20
 
 _CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:[ \t]*(\S*)[ \t]*\r?\n\Z", re.IGNORECASE)
 _HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*:[^\r\n]*\r?\n")
+_HTTP_REQUEST_LINE = re.compile(rb"[A-Za-z]+ \S+ HTTP/\d")
 
 
 class FrameReader:
@@ -43,6 +45,8 @@ class FrameReader:
         self._stream = stream
         self._header: list[bytes] = []
         self._body = b""
+        self._started = False
+        """Whether a line other than a blank one has been read: only the first may be HTTP's."""
 
     def readline(self) -> bytes:
         if not self._header:
@@ -65,6 +69,11 @@ class FrameReader:
                 if length is not None:
                     return self._read_body(length)
                 continue  # a blank line between frames
+            if not self._started:
+                self._started = True
+                if _HTTP_REQUEST_LINE.match(line):
+                    log.warning("refused a stream that starts with an HTTP request")
+                    return None
             found = _CONTENT_LENGTH.search(line)
             if found is not None:
                 if found.start():

@@ -21,7 +21,13 @@ from typing import Any
 import attrs
 from cattrs import ClassValidationError, transform_error
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcParseError
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
+    JsonRpcServerNotInitialized,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import (
     JsonRPCNotification,
@@ -34,8 +40,9 @@ from pygls.protocol import (
 from . import __version__
 from .context_window import BLOCK_LINES
 from .document import Encoding, TextDocument
-from .engine.infill import InfillRequest
+from .engine.infill import InfillRequest, new_tokens_room
 from .engine.worker import Job, LoadEvent, Outcome, Worker
+from .language_ids import lsp_language_id
 from .replies import completion_items, inline_items, word_start
 from .reuse import RecentSuggestions, context_at
 from .settings import Settings, parse_settings
@@ -74,7 +81,17 @@ class CodeLlamaProtocol(LanguageServerProtocol):
     The server keeps its own document store, which splits lines as LSP does and edits only the
     lines a change touches. pygls raises in its read loop on a request whose params do not
     structure, so the client never gets a reply; here it gets InvalidParams.
+
+    The LSP state machine is kept here, once for every method: before `initialize` a request is
+    answered ServerNotInitialized and a notification other than `exit` is dropped; a second
+    `initialize`, and any request after `shutdown`, is answered InvalidRequest (pygls would run
+    the one and leave the other unanswered). A body that is JSON but not one JSON-RPC 2.0
+    message (a batch: LSP has none) is answered InvalidRequest with id null.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initialize_received = False
 
     def get_message_type(self, method: str) -> type[Any] | None:
         return PromptRequest if method == PROMPT else super().get_message_type(method)
@@ -99,15 +116,57 @@ class CodeLlamaProtocol(LanguageServerProtocol):
             )
 
     def handle_message(self, message: Any) -> None:
-        if isinstance(message, Unstructured):
+        unstructured = isinstance(message, Unstructured)
+        if not unstructured and getattr(message, "jsonrpc", None) != JsonRPCProtocol.VERSION:
+            what = "a batch (LSP has none)" if isinstance(message, list) else "not JSON-RPC 2.0"
+            log.warning("refused a message that is %s", what)
+            self.reply_error(None, JsonRpcInvalidRequest(f"refused a message that is {what}"))
+            return
+        method = message.method if unstructured else getattr(message, "method", None)
+        if method is not None:  # a request or a notification, not a response
+            is_request = message.is_request if unstructured else hasattr(message, "id")
+            refusal = self.refusal(method)
+            if refusal is not None:
+                log.warning("%.64r: %s", method, refusal.message)
+                if is_request:
+                    self.reply_error(message.msg_id if unstructured else message.id, refusal)
+                return
+            if method == types.INITIALIZE and not unstructured:
+                self.initialize_received = True
+        if unstructured:
             log.warning("invalid params for %.64r: %s", message.method, message.problem)
             if message.is_request:
                 self.reply_error(message.msg_id, JsonRpcInvalidParams(message.problem))
             return
-        if getattr(message, "jsonrpc", None) != JsonRPCProtocol.VERSION:
-            log.warning("ignored a message that is not JSON-RPC 2.0")
-            return
         super().handle_message(message)
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        """pygls' result, less the static completion provider where it is registered at run time.
+
+        LSP forbids registering a capability both ways; a dynamic one can change its trigger
+        characters when the settings do.
+        """
+        result: types.InitializeResult = yield from super().lsp_initialize(params)
+        if registers_completion(params.capabilities):
+            result.capabilities.completion_provider = None
+        return result
+
+    def refusal(self, method: Any) -> JsonRpcException | None:
+        """Why `method` may not run in the server's state (LSP 3.17's lifecycle), or None."""
+        if method == types.EXIT:
+            return None
+        if not self.initialize_received:
+            if method == types.INITIALIZE:
+                return None
+            return JsonRpcServerNotInitialized("the server is not initialized yet")
+        if method == types.INITIALIZE:
+            return JsonRpcInvalidRequest("the server is already initialized")
+        if self._shutdown:
+            return JsonRpcInvalidRequest("the server is shut down: only exit is accepted")
+        return None
 
     def reply_error(self, msg_id: int | str | None, error: JsonRpcException) -> None:
         """An error reply written by hand: lsprotocol's would leave out a null id."""
@@ -129,6 +188,12 @@ class CodeLlamaProtocol(LanguageServerProtocol):
     def _user(self, method: str, params: Any) -> Generator[Any, Any, None]:
         if (handler := self.fm.features.get(method)) is not None:
             yield handler, (params,), None
+
+
+def registers_completion(capabilities: types.ClientCapabilities) -> bool:
+    """Whether the client takes completion's registration at run time (and so its changes)."""
+    completion = capabilities.text_document and capabilities.text_document.completion
+    return bool(completion and completion.dynamic_registration)
 
 
 def _problem(error: Exception) -> str:
@@ -171,23 +236,78 @@ class CodeLlamaServer(LanguageServer):
         assert self.worker is not None
         if self.worker.configure(self.settings):
             self.loading = True
+        self.warned_room: tuple[int, int] | None = None
+        """(maxNewTokens, model positions) last warned about as too many, to warn only once."""
+        self.completion_registration: str | None = None
+        """The id of completion's run-time registration with the client, once made."""
 
     def apply_settings(self, raw: Any) -> None:
         """Settings changed at run time: what is named changes, the rest stays."""
+        triggers = self.settings.trigger_characters
         self.settings, problems = parse_settings(raw, self.settings)
         for problem in problems:
             self.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
+        if self.settings.trigger_characters != triggers:
+            if registers_completion(self.client_capabilities):
+                self.register_completion()
+            else:
+                log.info("the client cannot take new trigger characters before a restart")
         if self.worker is not None:
             self.configure_worker()
+            self.check_new_tokens()
+
+    def check_new_tokens(self) -> None:
+        """Warn once when `maxNewTokens` is more than the model's positions allow.
+
+        Completions still run, with as many as they allow (`fit_to_model`).
+        """
+        positions = self.worker.max_positions if self.worker is not None else None
+        if positions is None:
+            return
+        asked, room = self.settings.max_new_tokens, new_tokens_room(positions)
+        if asked <= room or room < 1 or self.warned_room == (asked, positions):
+            return  # (no room at all: each completion fails and says why)
+        self.warned_room = (asked, positions)
+        self.tell(
+            types.MessageType.Warning,
+            f"codellama-lsp: maxNewTokens {asked} is more than the model's {positions} positions "
+            f"allow; using {room}",
+        )
+
+    def completion_options(self) -> types.CompletionOptions:
+        return types.CompletionOptions(trigger_characters=list(self.settings.trigger_characters))
+
+    def register_completion(self) -> None:
+        """Register completion with the client, with the settings' trigger characters.
+
+        An earlier registration is withdrawn first, so the editor never holds two.
+        """
+        method = types.TEXT_DOCUMENT_COMPLETION
+        if self.completion_registration is not None:
+            gone = types.Unregistration(id=self.completion_registration, method=method)
+            self.client_unregister_capability(types.UnregistrationParams(unregisterations=[gone]))
+        self.completion_registration = f"codellama-completion-{uuid.uuid4()}"
+        options = types.CompletionRegistrationOptions(
+            document_selector=None, trigger_characters=list(self.settings.trigger_characters)
+        )
+        registration = types.Registration(
+            id=self.completion_registration, method=method, register_options=options
+        )
+        self.client_register_capability(types.RegistrationParams(registrations=[registration]))
 
     def report_server_error(self, error: Exception, source: type[Exception]) -> None:
         """Log, rather than pop up as pygls does, errors outside any request: a client's junk.
 
-        A body that is not JSON is answered ParseError with id null, as JSON-RPC asks.
+        A body that is not JSON, or nested too deeply to read, is answered ParseError with id
+        null, as JSON-RPC asks.
         """
         if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
             log.warning("a message that is not JSON: %s", error)
             self.protocol.reply_error(None, JsonRpcParseError(f"not JSON: {error}"))
+            return
+        if isinstance(error, RecursionError):  # json.loads: nested deeper than Python recurses
+            log.warning("a message nested too deeply to read")
+            self.protocol.reply_error(None, JsonRpcParseError("nested too deeply"))
             return
         log.warning("%s: %s", source.__name__, error)
 
@@ -206,6 +326,8 @@ class CodeLlamaServer(LanguageServer):
             return
         if event.kind == "failed":
             self.tell(types.MessageType.Error, event.message)
+        else:
+            self.check_new_tokens()
         self._end_load_wait()
         if self._progress is not None:
             self._progress.add_done_callback(lambda task: self._end_progress(task, event.message))
@@ -260,6 +382,13 @@ class CodeLlamaServer(LanguageServer):
 
     def document(self, uri: str) -> TextDocument | None:
         return self.documents.get(uri)
+
+    def completable(self, uri: str) -> TextDocument | None:
+        """The document to complete in: open, in step with the editor, its language enabled."""
+        document = self.documents.get(uri)
+        if document is None or not document.in_step:
+            return None
+        return document if self.settings.language_enabled(document.language_id) else None
 
     def locate(self, document: TextDocument, position: types.Position) -> tuple[int, int]:
         try:
@@ -347,11 +476,15 @@ def create_server(base: Settings) -> CodeLlamaServer:
         ls.worker = Worker(ls.on_load_event)
         options = params.initialization_options
         ls.settings, ls.initial_problems = parse_settings(options, ls.base_settings)
+        # Read by pygls after this handler, to build the capabilities the result advertises.
+        ls.protocol.fm.feature_options[types.TEXT_DOCUMENT_COMPLETION] = ls.completion_options()
 
     @server.feature(types.INITIALIZED)
     def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
         for problem in ls.initial_problems:
             ls.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
+        if registers_completion(ls.client_capabilities):
+            ls.register_completion()
         ls.configure_worker()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -368,7 +501,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CodeLlamaServer, params: types.DidOpenTextDocumentParams) -> None:
         item = params.text_document
-        ls.documents[item.uri] = TextDocument(item.uri, item.language_id, item.version, item.text)
+        language_id = lsp_language_id(item.language_id)
+        ls.documents[item.uri] = TextDocument(item.uri, language_id, item.version, item.text)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -376,9 +510,29 @@ def create_server(base: Settings) -> CodeLlamaServer:
         if document is None:
             log.warning("change to a document that is not open: %s", params.text_document.uri)
             return
-        for change in params.content_changes:
-            document.apply_change(change, ls.encoding)
-        document.version = params.text_document.version
+        version = params.text_document.version
+        problem = None
+        if version < document.version:
+            problem = f"version {version} is older than the document's {document.version}"
+        else:
+            try:
+                document.apply_changes(params.content_changes, ls.encoding)
+            except ValueError as error:
+                problem = str(error)
+        if problem is not None:
+            # The editor's text and this copy now differ: completing from it would be wrong.
+            log.warning(
+                "refused a change to %s (%s): completions there stop until the editor sends "
+                "the whole text again (reopen the file)",
+                params.text_document.uri,
+                problem,
+            )
+            document.in_step = False
+            return
+        whole = types.TextDocumentContentChangeWholeDocument
+        if any(isinstance(change, whole) for change in params.content_changes):
+            document.in_step = True
+        document.version = version
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -392,8 +546,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
         ls: CodeLlamaServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
         empty = types.InlineCompletionList(items=[])
-        document = ls.document(params.text_document.uri)
-        if document is None or not ls.settings.language_enabled(document.language_id):
+        document = ls.completable(params.text_document.uri)
+        if document is None:
             return empty
         line, column = ls.locate(document, params.position)
         # Replies use the position clamped into the document (a cursor past the end of a line
@@ -413,16 +567,13 @@ def create_server(base: Settings) -> CodeLlamaServer:
         )
         return inline_items(text or "", start, end, typed)
 
-    @server.feature(
-        types.TEXT_DOCUMENT_COMPLETION,
-        types.CompletionOptions(trigger_characters=list(server.base_settings.trigger_characters)),
-    )
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION)  # options: from the settings, at initialize
     async def completion(
         ls: CodeLlamaServer, params: types.CompletionParams
     ) -> types.CompletionList:
         empty = types.CompletionList(is_incomplete=True, items=[])
-        document = ls.document(params.text_document.uri)
-        if document is None or not ls.settings.language_enabled(document.language_id):
+        document = ls.completable(params.text_document.uri)
+        if document is None:
             return empty
         context = params.context
         kind = context.trigger_kind if context else types.CompletionTriggerKind.Invoked

@@ -199,5 +199,8 @@ def test_the_window_leaves_room_for_the_answer_in_the_models_positions():
     asked = request(lines, line, column)  # contextTokens 1024, maxNewTokens 6
     assert fit_to_model(asked, 4096) is asked
     assert fit_to_model(asked, 512).context_tokens == 512 - 6 - 1
+    # maxNewTokens that leaves no room for a prompt is cut to what does.
+    cut = fit_to_model(asked, 20)
+    assert (cut.max_new_tokens, cut.context_tokens) == (20 - 16 - 1, 16)
     with pytest.raises(ValueError, match="no room"):
-        fit_to_model(asked, 20)
+        fit_to_model(asked, 17)

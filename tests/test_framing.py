@@ -73,3 +73,20 @@ def test_a_frame_cut_short_by_the_end_of_input_ends_it():
     assert bodies(framed(b"[1]") + b"Content-Length: 10\r\n\r\n{}") == [b"[1]"]
     assert bodies(b"Content-Length: 10\r\n") == []
     assert bodies(b"garbage without a newline") == []
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1:2087\r\nContent-Type: text/plain\r\n",
+        b"GET /socket HTTP/1.1\r\nUpgrade: websocket\r\n",
+        b"\r\nPRI * HTTP/2.0\r\n",
+    ],
+)
+def test_a_stream_that_starts_like_http_ends_unread(start):
+    """What a web page can send to a loopback port is not an editor: nothing of it is read."""
+    assert bodies(start + framed(b'{"a": 1}') + framed(b"{}")) == []
+
+
+def test_http_later_in_a_stream_is_garbage_like_any_other():
+    assert bodies(framed(b"{}") + b"POST / HTTP/1.1\r\n" + framed(b"[]")) == [b"{}", b"[]"]

@@ -650,3 +650,161 @@ def test_logs_hold_no_document_text(tiny_model_dir, tmp_path, level):
     logged = log_file.read_text(encoding="utf-8", errors="replace")
     assert logged  # the failing paths were logged ...
     assert marker not in logged  # ... without the document's text
+
+
+# -- the protocol's state machine and messages LSP does not allow --------------------------
+
+INVALID_REQUEST = -32600
+SERVER_NOT_INITIALIZED = -32002
+
+
+def error_code(server: RawServer, msg_id: int) -> int | None:
+    return server.reply(msg_id, timeout=10).get("error", {}).get("code")
+
+
+def test_the_lifecycle_is_enforced(tiny_model_dir):
+    server = RawServer()
+    try:
+        # Before initialize: requests are refused, notifications other than exit dropped.
+        assert error_code(server, server.request("codellama/stats", {})) == SERVER_NOT_INITIALIZED
+        assert error_code(server, server.request("shutdown", None)) == SERVER_NOT_INITIALIZED
+        server.notify("textDocument/didOpen", open_params(KNOWN_URI, KNOWN_TEXT))
+        server.initialize({"model": str(tiny_model_dir), "maxNewTokens": 4})
+        server.wait_ready()
+        shown = server.reply(server.request("codellama/prompt", at(KNOWN_URI, 0, 0)))
+        assert shown["error"]["code"] == INVALID_PARAMS  # the early didOpen never ran
+        server.notify("textDocument/didOpen", open_params(KNOWN_URI, KNOWN_TEXT))
+
+        # A second initialize is refused; the first session keeps its loaded model.
+        again = {"capabilities": {}, "initializationOptions": {"model": "tiny"}}
+        assert error_code(server, server.request("initialize", again)) == INVALID_REQUEST
+        server.notify("initialized", {})
+        check_alive(server)
+
+        # After shutdown every request is answered InvalidRequest; exit then ends with 0.
+        server.call("shutdown", None)
+        for method, params in [("codellama/stats", {}), ("shutdown", None), ("initialize", again)]:
+            assert error_code(server, server.request(method, params)) == INVALID_REQUEST
+        server.notify("exit", None)
+        assert server.proc.wait(30) == 0
+    finally:
+        server.close()
+
+
+def test_batches_and_deep_nesting_are_answered(raw):
+    stats = {"jsonrpc": "2.0", "id": 41, "method": "codellama/stats", "params": {}}
+    for body, code in [
+        ([stats], INVALID_REQUEST),
+        ([], INVALID_REQUEST),
+        (42, INVALID_REQUEST),
+        ("[" * 100_000 + "]" * 100_000, PARSE_ERROR),
+        ('{"a":' * 100_000 + "1" + "}" * 100_000, PARSE_ERROR),
+    ]:
+        raw.write(frame(body.encode() if isinstance(body, str) else json.dumps(body).encode()))
+        while not any(m.get("id", 0) is None for m in raw.messages):
+            assert raw.pump(10), f"no reply to {str(body)[:20]}"
+        (answer,) = [m for m in raw.messages if m.get("id", 0) is None]
+        assert answer["error"]["code"] == code, answer
+        raw.messages.clear()
+    raw.settle()
+    assert not [m for m in raw.messages if m.get("id") == 41], "a batch's request ran"
+    check_alive(raw)
+
+
+def test_a_change_list_with_a_bad_change_is_refused_whole(raw):
+    uri = "file:///work/step.py"
+    raw.notify("textDocument/didOpen", open_params(uri, "a = 1\n"))
+    good = {"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}}
+    reversed_range = {
+        "range": {"start": {"line": 0, "character": 3}, "end": {"line": 0, "character": 1}}
+    }
+    raw.notify(
+        "textDocument/didChange",
+        {
+            "textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [{**good, "text": "b = 2\n"}, {**reversed_range, "text": "x"}],
+        },
+    )
+    shown = raw.call("codellama/prompt", at(uri, 1, 0))
+    assert shown["text"].endswith("a = 1\n"), shown  # the first change did not apply either
+    assert "b = 2" not in shown["text"]
+    # Out of step with the editor: no completion until the whole text comes again.
+    assert raw.call("textDocument/inlineCompletion", inline(uri, 0, 5))["items"] == []
+    raw.notify("textDocument/didChange", change_params(uri, "c = 3\n"))
+    assert len(raw.call("textDocument/inlineCompletion", inline(uri, 0, 5))["items"]) == 1
+    check_alive(raw)
+
+
+def test_a_change_with_an_older_version_is_refused(raw):
+    uri = "file:///work/versions.py"
+    raw.notify("textDocument/didOpen", open_params(uri, "a = 1\n", version=5))
+    params = change_params(uri, "OLD = 0\n", (0, 0, 0, 0))
+    params["textDocument"]["version"] = 4
+    raw.notify("textDocument/didChange", params)
+    assert "OLD" not in raw.call("codellama/prompt", at(uri, 0, 0))["text"]
+    assert raw.call("textDocument/inlineCompletion", inline(uri, 0, 5))["items"] == []
+    params = change_params(uri, "NEW = 0\n", (0, 0, 0, 0))
+    params["textDocument"]["version"] = 6
+    raw.notify("textDocument/didChange", params)  # a partial change cannot bring it back
+    assert raw.call("textDocument/inlineCompletion", inline(uri, 0, 5))["items"] == []
+    check_alive(raw)
+
+
+# -- what the server advertises -------------------------------------------------------------
+
+
+def server_request(server: RawServer, method: str) -> dict[str, Any]:
+    """The next request `method` from the server, answered with a null result."""
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    while True:
+        for message in server.messages:
+            if message.get("method") == method and "id" in message:
+                server.messages.remove(message)
+                server.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+                return message
+        assert server.pump(deadline - time.monotonic()), f"no {method} request"
+
+
+def initialize_with(server: RawServer, capabilities: dict[str, Any], options: Any) -> Any:
+    params = {"capabilities": capabilities, "initializationOptions": options}
+    result = server.call("initialize", params)
+    server.notify("initialized", {})
+    return result
+
+
+def test_the_editors_trigger_characters_are_advertised():
+    server = RawServer()
+    try:
+        result = initialize_with(server, {}, {"model": "tiny", "triggerCharacters": ["#", "."]})
+        assert result["capabilities"]["completionProvider"]["triggerCharacters"] == ["#", "."]
+    finally:
+        server.close()
+
+
+def test_trigger_characters_are_registered_again_when_they_change():
+    server = RawServer()
+    dynamic = {"textDocument": {"completion": {"dynamicRegistration": True}}}
+    try:
+        result = initialize_with(server, dynamic, {"model": "tiny", "triggerCharacters": ["#"]})
+        assert "completionProvider" not in result["capabilities"]  # never both ways
+        (first,) = server_request(server, "client/registerCapability")["params"]["registrations"]
+        assert first["method"] == "textDocument/completion"
+        assert first["registerOptions"]["triggerCharacters"] == ["#"]
+
+        server.notify(
+            "workspace/didChangeConfiguration", {"settings": {"codellama": {"maxNewTokens": 3}}}
+        )
+        server.notify(
+            "workspace/didChangeConfiguration",
+            {"settings": {"codellama": {"triggerCharacters": ["@", "."]}}},
+        )
+        request = server_request(server, "client/unregisterCapability")
+        (gone,) = request["params"]["unregisterations"]
+        assert gone == {"id": first["id"], "method": "textDocument/completion"}
+        (again,) = server_request(server, "client/registerCapability")["params"]["registrations"]
+        assert again["registerOptions"]["triggerCharacters"] == ["@", "."]
+        assert again["id"] != first["id"]
+        server.settle()
+        assert not [m for m in server.messages if "Capability" in m.get("method", "")]
+    finally:
+        server.close()

@@ -369,3 +369,22 @@ async def test_the_kv_cache_stays_within_its_bounds(tiny_model_dir):
         assert answer.items
         counted = await stats(client)
         assert counted["cachedDocuments"] == 1  # only the document in use keeps its cache
+
+
+async def test_max_new_tokens_beyond_the_models_positions_is_cut_with_one_warning():
+    """The shipped tiny model has 512 positions: 600 new tokens would leave no room for a prompt."""
+    async with session({"model": "tiny", "maxNewTokens": 600}) as client:
+        open_document(client, URI, TEXT)
+        cursor = types.Position(line=5, character=len("    return "))
+        for _ in range(3):
+            answer = await client.text_document_inline_completion_async(inline_params(URI, cursor))
+            assert answer is not None and len(answer.items) == 1
+        shown = [(m.type, m.message) for m in client.messages]
+        assert shown == [
+            (
+                types.MessageType.Warning,
+                "codellama-lsp: maxNewTokens 600 is more than the model's 512 positions "
+                "allow; using 495",
+            )
+        ]
+        assert (await stats(client))["failed"] == 0

@@ -135,20 +135,27 @@ MIN_CONTEXT_TOKENS = 16
 """The markers and a few tokens of text: a smaller window is no prompt at all."""
 
 
+def new_tokens_room(max_positions: int) -> int:
+    """The most tokens a completion can generate in the positions, after a minimal prompt."""
+    return max_positions - MIN_CONTEXT_TOKENS - 1
+
+
 def fit_to_model(request: InfillRequest, max_positions: int) -> InfillRequest:
     """The request with a window that leaves room for the answer in the model's positions.
 
     A model completes poorly from prompts longer than it was trained on, and a prompt that fills
     every position leaves none to generate in: `contextTokens` is an upper bound, the model's
-    positions (less `maxNewTokens` and a healed token) are the other.
+    positions (less `maxNewTokens` and a healed token) are the other. A `maxNewTokens` that
+    leaves no room for a prompt is cut to what does (the server warns once).
     """
-    budget = min(request.context_tokens, max_positions - request.max_new_tokens - 1)
-    if budget < MIN_CONTEXT_TOKENS:
-        raise ValueError(
-            f"maxNewTokens {request.max_new_tokens} leaves no room for a prompt in the model's "
-            f"{max_positions} positions: lower maxNewTokens"
-        )
-    return request if budget == request.context_tokens else replace(request, context_tokens=budget)
+    room = new_tokens_room(max_positions)
+    if room < 1:
+        raise ValueError(f"the model's {max_positions} positions leave no room for a prompt")
+    max_new_tokens = min(request.max_new_tokens, room)
+    budget = min(request.context_tokens, max_positions - max_new_tokens - 1)
+    if (budget, max_new_tokens) == (request.context_tokens, request.max_new_tokens):
+        return request
+    return replace(request, context_tokens=budget, max_new_tokens=max_new_tokens)
 
 
 def complete(

@@ -132,6 +132,12 @@ class Worker:
     def ready(self) -> bool:
         return self._loaded is not None
 
+    @property
+    def max_positions(self) -> int | None:
+        """The loaded model's positions; None until one is loaded."""
+        loaded = self._loaded
+        return loaded.max_positions if loaded is not None else None
+
     def configure(self, settings: Settings) -> bool:
         """Load the model the settings name, unless it is the one already loaded or loading.
 
