@@ -309,6 +309,12 @@ def create_server(base: Settings) -> CodeLlamaServer:
     def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
         for problem in ls.initial_problems:
             ls.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
+        if ls.settings.trust_remote_code:
+            ls.tell(
+                types.MessageType.Warning,
+                "codellama-lsp: --trust-remote-code is on: the checkpoint's own Python code "
+                "may run on this machine",
+            )
         assert ls.worker is not None
         ls.worker.configure(ls.settings)
 
