@@ -33,6 +33,13 @@ def test_every_setting_is_fully_defined():
         assert spec.convert(spec.default) == spec.default, spec.name
 
 
+def test_a_completion_ends_well_inside_the_editors_request_timeouts():
+    """Emacs's eglot gives up after `jsonrpc-default-request-timeout`, 10 s: the default budget
+    leaves half of it for the debounce and a request queued behind another."""
+    emacs_timeout_ms = 10_000
+    assert Settings().time_budget_ms <= emacs_timeout_ms // 2
+
+
 def test_the_readme_and_the_vscode_settings_are_up_to_date(capsys):
     assert reference.main(["--check"]) == 0, capsys.readouterr().err
 
