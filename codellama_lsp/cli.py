@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .download_progress import Progress, describe, percentage
 from .engine.infill import InfillRequest
 from .settings import SettingError, Settings, SettingSpec, setting_specs
 
@@ -251,7 +252,7 @@ def run_complete(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     started = time.perf_counter()
-    loaded = load_model(settings)
+    loaded = load_model(settings, download_bar(settings.model))
     loaded_s = time.perf_counter() - started
     request = _request(settings, source)
     infill = complete(
@@ -269,6 +270,18 @@ def run_complete(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def download_bar(model: str, width: int = 30) -> Progress:
+    """A model's first download as a bar on stderr, redrawn once per percent."""
+
+    def draw(done: int, total: int) -> None:
+        filled = width * percentage(done, total) // 100
+        bar = "#" * filled + "." * (width - filled)
+        end = "\n" if done >= total else ""
+        print(f"\r{model}: [{bar}] {describe(done, total)}", end=end, file=sys.stderr, flush=True)
+
+    return draw
 
 
 def _request(settings: Settings, source: Source) -> InfillRequest:

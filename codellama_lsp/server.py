@@ -193,6 +193,10 @@ class CodeLlamaServer(LanguageServer):
         if event.kind == "begin":
             self._progress = asyncio.ensure_future(self._begin_progress(event.message))
             return
+        if event.kind == "report":
+            if self._progress is not None:
+                self._progress.add_done_callback(lambda task: self._report_progress(task, event))
+            return
         if event.kind == "failed":
             self.tell(types.MessageType.Error, event.message)
         if self._progress is not None:
@@ -209,9 +213,17 @@ class CodeLlamaServer(LanguageServer):
         except Exception:  # a client that refuses progress still gets completions
             return None
         self.work_done_progress.begin(
-            token, types.WorkDoneProgressBegin(title="Code Llama", message=title)
+            token, types.WorkDoneProgressBegin(title="Code Llama", message=title, percentage=0)
         )
         return token
+
+    def _report_progress(self, begun: asyncio.Task[str | None], event: LoadEvent) -> None:
+        """A download's bytes, after the begin (done callbacks run in the order added)."""
+        if not begun.cancelled() and (token := begun.result()) is not None:
+            report = types.WorkDoneProgressReport(
+                message=event.message, percentage=event.percentage
+            )
+            self.work_done_progress.report(token, report)
 
     def _end_progress(self, begun: asyncio.Task[str | None], message: str) -> None:
         if not begun.cancelled() and (token := begun.result()) is not None:
