@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .download_progress import Progress, describe, percentage
+from .download_progress import describe, percentage
 from .engine.infill import InfillRequest
 from .settings import SettingError, Settings, SettingSpec, setting_specs
 
@@ -252,7 +252,11 @@ def run_complete(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     started = time.perf_counter()
-    loaded = load_model(settings, download_bar(settings.model))
+    bar = DownloadBar(settings.model)
+    try:
+        loaded = load_model(settings, bar)
+    finally:
+        bar.finish()
     loaded_s = time.perf_counter() - started
     request = _request(settings, source)
     infill = complete(
@@ -272,16 +276,24 @@ def run_complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def download_bar(model: str, width: int = 30) -> Progress:
-    """A model's first download as a bar on stderr, redrawn once per percent."""
+class DownloadBar:
+    """A model's first download as a bar on stderr, redrawn in place once per percent."""
 
-    def draw(done: int, total: int) -> None:
-        filled = width * percentage(done, total) // 100
-        bar = "#" * filled + "." * (width - filled)
-        end = "\n" if done >= total else ""
-        print(f"\r{model}: [{bar}] {describe(done, total)}", end=end, file=sys.stderr, flush=True)
+    def __init__(self, model: str, width: int = 30) -> None:
+        self.model = model
+        self.width = width
+        self.drawn = False
 
-    return draw
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * percentage(done, total) // 100
+        bar = "#" * filled + "." * (self.width - filled)
+        print(f"\r{self.model}: [{bar}] {describe(done, total)}", end="", file=sys.stderr)
+        sys.stderr.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            print(file=sys.stderr)
 
 
 def _request(settings: Settings, source: Source) -> InfillRequest:

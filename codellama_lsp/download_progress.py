@@ -26,7 +26,7 @@ def reporting_tqdm(report: Progress) -> type[tqdm]:
     """
     lock = threading.Lock()
     byte_bars: list[Any] = []
-    last = [-1]
+    last: list[tuple[int, int] | None] = [None]
 
     class Reporting(tqdm):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -44,10 +44,10 @@ def reporting_tqdm(report: Progress) -> type[tqdm]:
                     return None
                 lead = max(byte_bars, key=lambda bar: bar.done)
                 total = max(int(lead.total or 0), lead.done)
-                percent = lead.done * 100 // total if total else 0
-                if percent == last[0]:
+                shown = (percentage(lead.done, total), total)
+                if shown == last[0]:
                     return None
-                last[0] = percent
+                last[0] = shown
             report(lead.done, total)
             return None
 
