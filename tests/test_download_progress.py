@@ -116,6 +116,7 @@ def hub_env(tiny_model_dir, tmp_path):
         "HF_HOME": str(tmp_path / "hf-home"),
     }
     server.shutdown()
+    server.server_close()
 
 
 def test_complete_draws_the_download_on_stderr(hub_env, tmp_path):
