@@ -7,23 +7,31 @@ ends in one line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import __version__
+from .download_progress import describe, percentage
 from .engine.infill import InfillRequest
-from .settings import DEFAULT_MODEL, Settings
+from .settings import SettingError, Settings, SettingSpec, setting_specs
 
 EXIT_FAILURE = 1
 
 
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line."""
+
+
+FILL_ME = "<FILL_ME>"
+"""The hole marker of the transformers docs' Code Llama examples, read by `complete FILE`."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,18 @@ class Cursor:
     """0-based."""
     column: int
     """0-based, in characters."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file's lines (as the server keeps them), its line ending and the cursor in it."""
+
+    lines: list[str]
+    eol: str
+    line: int
+    column: int
+    around: tuple[str, str] | None = None
+    """The text before and after the `<FILL_ME>` that marked the cursor, if one did."""
 
 
 def parse_cursor(spec: str) -> Cursor:
@@ -46,21 +66,31 @@ def parse_cursor(spec: str) -> Cursor:
     return Cursor(Path(path), line - 1, column - 1)
 
 
-def read_cursor(cursor: Cursor) -> tuple[list[str], str]:
-    """The file's lines (as the server keeps them) and its line ending, the cursor checked."""
+def read_source(spec: str) -> Source:
+    """FILE:LINE:COL, or a FILE whose one `<FILL_ME>` marks the cursor (and is taken out)."""
+    if re.search(r":[0-9]*$", spec):
+        return read_cursor(parse_cursor(spec))
+    return read_fill_me(Path(spec))
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, not a file") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path}: not UTF-8 text ({error.reason})") from None
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror}") from None
+
+
+def read_cursor(cursor: Cursor) -> Source:
+    """The file at the cursor, the cursor checked."""
     from .document import TextDocument
 
-    try:
-        text = cursor.path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{cursor.path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{cursor.path}: is a folder, not a file") from None
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{cursor.path}: not UTF-8 text ({error.reason})") from None
-    except OSError as error:
-        raise UsageError(f"{cursor.path}: {error.strerror}") from None
-    document = TextDocument(cursor.path.resolve().as_uri(), "", 0, text)
+    document = TextDocument(cursor.path.resolve().as_uri(), "", 0, read_text(cursor.path))
     if cursor.line >= len(document.lines):
         raise UsageError(
             f"{cursor.path}: line {cursor.line + 1} is past the end ({len(document.lines)} lines)"
@@ -71,61 +101,78 @@ def read_cursor(cursor: Cursor) -> tuple[list[str], str]:
             f"{cursor.path}:{cursor.line + 1}: column {cursor.column + 1} is past the end "
             f"of the line ({width} characters)"
         )
-    return document.lines, document.eol()
+    return Source(document.lines, document.eol(), cursor.line, cursor.column)
+
+
+def read_fill_me(path: Path) -> Source:
+    """The file with its one `<FILL_ME>` taken out, the cursor where it was."""
+    from .document import TextDocument
+
+    text = read_text(path)
+    count = text.count(FILL_ME)
+    if count != 1:
+        found = "no" if count == 0 else str(count)
+        raise UsageError(
+            f"{path}: {found} {FILL_ME} markers; mark the hole with exactly one, "
+            "or give FILE:LINE:COL"
+        )
+    before, after = text.split(FILL_ME)
+    head = TextDocument("", "", 0, before).lines
+    document = TextDocument(path.resolve().as_uri(), "", 0, before + after)
+    return Source(document.lines, document.eol(), len(head) - 1, len(head[-1]), (before, after))
 
 
 def engine_options() -> argparse.ArgumentParser:
+    """One flag for each setting, derived from its definition: the editor's settings override
+    what the flags set."""
     parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("model and generation")
-    group.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"hub id, local folder, or 'tiny' (the small shipped model); default {DEFAULT_MODEL}",
-    )
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    group.add_argument(
-        "--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"]
-    )
-    group.add_argument("--quantization", default="none", choices=["none", "4bit", "8bit"])
-    group.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        metavar="N",
-        help="CPU threads of the engine; 0 (default): one less than the physical cores",
-    )
-    group.add_argument("--order", default="spm", choices=["spm", "psm"], help="infilling order")
-    group.add_argument("--context-tokens", type=int, default=2048, metavar="N")
-    group.add_argument("--max-new-tokens", type=int, default=128, metavar="N")
-    group.add_argument("--temperature", type=float, default=0.0)
-    group.add_argument(
-        "--token-healing",
-        default="on",
-        choices=["on", "off"],
-        help="suffix-first: let a cursor mid-word re-choose the word's token (default on)",
-    )
+    group = parent.add_argument_group("settings (the editor's settings override these)")
+    for spec in setting_specs():
+        group.add_argument(spec.flag, **_flag_options(spec))
     return parent
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    from .settings import parse_settings
+def _flag_options(spec: SettingSpec) -> dict[str, Any]:
+    """argparse options for a setting: the value is converted and checked as the editor's is."""
 
-    raw = {
-        "model": args.model,
-        "device": args.device,
-        "dtype": args.dtype,
-        "quantization": args.quantization,
-        "threads": args.threads,
-        "order": args.order,
-        "contextTokens": args.context_tokens,
-        "maxNewTokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "tokenHealing": args.token_healing == "on",
+    def convert(text: str) -> Any:
+        try:
+            return spec.convert_text(text)
+        except SettingError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    shown = spec.default
+    if spec.kind is bool:
+        metavar, shown = "{on,off}", "on" if spec.default else "off"
+    elif spec.choices:
+        metavar = "{" + ",".join(spec.choices) + "}"
+    elif spec.kind in (int, float):
+        metavar = "N"
+    elif spec.kind is str:
+        metavar = "NAME"
+    else:
+        metavar, shown = "JSON", json.dumps(spec.default)
+    limits = f"{spec.minimum} to {spec.maximum}; " if spec.minimum is not None else ""
+    text = spec.help.replace("`", "").replace("**", "").replace("%", "%%")
+    return {
+        # Unset flags leave no attribute, so a subcommand's flags never mask the main ones.
+        "default": argparse.SUPPRESS,
+        "type": convert,
+        "metavar": metavar,
+        "help": f"{text} ({limits}default {shown})",
     }
-    settings, problems = parse_settings(raw)
-    if problems:
-        raise UsageError(problems[0].split("; using")[0])
-    return settings
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The flags given, over the defaults; argparse has converted and checked each value."""
+    given = {spec.name: getattr(args, spec.name) for spec in setting_specs() if spec.name in args}
+    return Settings(**given)
+
+
+CURSOR_HELP = (
+    f"1-based line and column; without them, the file's one {FILL_ME} marks the cursor "
+    "(`complete` then prints FILE with it filled; with --middle, only what fills it)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,13 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", parents=[serving, engine], help="speak LSP over stdio (the default)"
     )
     complete = commands.add_parser(
-        "complete", parents=[engine], help="print the completion at FILE:LINE:COL"
+        "complete",
+        parents=[engine],
+        help="print the completion at FILE:LINE:COL, or FILE with <FILL_ME> filled",
     )
-    complete.add_argument("cursor", metavar="FILE:LINE:COL", help="1-based line and column")
+    complete.add_argument("cursor", metavar="FILE[:LINE:COL]", help=CURSOR_HELP)
+    complete.add_argument(
+        "--middle", action="store_true", help=f"with {FILL_ME}: print only what fills it"
+    )
     prompt = commands.add_parser(
         "prompt", parents=[engine], help="print the prompt the model would get (no weights needed)"
     )
-    prompt.add_argument("cursor", metavar="FILE:LINE:COL", help="1-based line and column")
+    prompt.add_argument("cursor", metavar="FILE[:LINE:COL]", help=CURSOR_HELP)
     prompt.add_argument("--format", default="text", choices=["text", "ids"])
     return parser
 
@@ -171,10 +223,9 @@ def run_prompt(args: argparse.Namespace) -> int:
     from .tokenizer import load_tokenizer
 
     settings = settings_from(args)
-    cursor = parse_cursor(args.cursor)
-    lines, eol = read_cursor(cursor)
+    source = read_source(args.cursor)
     tokenizer = load_tokenizer(settings.model)
-    request = _request(settings, cursor, lines, eol)
+    request = _request(settings, source)
     positions = declared_positions(settings.model)
     if positions is not None:  # the window `complete` would use
         try:
@@ -195,16 +246,28 @@ def run_complete(args: argparse.Namespace) -> int:
     from .engine.model import load_model
 
     settings = settings_from(args)
-    cursor = parse_cursor(args.cursor)
-    lines, eol = read_cursor(cursor)
+    source = read_source(args.cursor)
+    if settings.trust_remote_code:
+        print(
+            "codellama-lsp: --trust-remote-code is on: the checkpoint's code may run",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
-    loaded = load_model(settings)
+    bar = DownloadBar(settings.model)
+    try:
+        loaded = load_model(settings, bar)
+    finally:
+        bar.finish()
     loaded_s = time.perf_counter() - started
-    request = _request(settings, cursor, lines, eol)
+    request = _request(settings, source)
     infill = complete(
         loaded, request, CachedSequence(), LineTokenCounter(loaded.tokenizer), lambda: False
     )
-    sys.stdout.write(infill.text + "\n")
+    if source.around is not None and not args.middle:
+        before, after = source.around
+        sys.stdout.write(before + infill.text + after)
+    else:
+        sys.stdout.write(infill.text + "\n")
     print(
         f"{loaded.description}: loaded in {loaded_s:.2f} s; {infill.prompt_tokens} prompt tokens, "
         f"{infill.generated} generated, first token {infill.first_token_s * 1000:.0f} ms, "
@@ -214,8 +277,28 @@ def run_complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _request(settings: Settings, cursor: Cursor, lines: list[str], eol: str) -> InfillRequest:
-    return InfillRequest.at(settings, lines, cursor.line, cursor.column, eol)
+class DownloadBar:
+    """A model's first download as a bar on stderr, redrawn in place once per percent."""
+
+    def __init__(self, model: str, width: int = 30) -> None:
+        self.model = model
+        self.width = width
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * percentage(done, total) // 100
+        bar = "#" * filled + "." * (self.width - filled)
+        print(f"\r{self.model}: [{bar}] {describe(done, total)}", end="", file=sys.stderr)
+        sys.stderr.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            print(file=sys.stderr)
+
+
+def _request(settings: Settings, source: Source) -> InfillRequest:
+    return InfillRequest.at(settings, source.lines, source.line, source.column, source.eol)
 
 
 def run_serve(args: argparse.Namespace) -> int:

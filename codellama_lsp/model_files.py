@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .download_progress import Progress, reporting_tqdm
+
 SHIPPED_MODELS = {"tiny": Path(__file__).parent / "models" / "tiny"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 MODEL_FILES = ("*.json", "*.safetensors", "tokenizer.model")
@@ -18,8 +20,11 @@ class ModelFilesError(Exception):
     """The model's files cannot be found; the message is meant for the user."""
 
 
-def resolve_model_folder(model: str, patterns: tuple[str, ...]) -> Path:
-    """A local folder holding `model`'s files that match `patterns` (downloaded if need be)."""
+def resolve_model_folder(
+    model: str, patterns: tuple[str, ...], progress: Progress | None = None
+) -> Path:
+    """A local folder holding `model`'s files that match `patterns` (downloaded if need be,
+    reporting the bytes to `progress`)."""
     if model in SHIPPED_MODELS:
         folder = SHIPPED_MODELS[model]
         if not (folder / "config.json").is_file():
@@ -30,7 +35,7 @@ def resolve_model_folder(model: str, patterns: tuple[str, ...]) -> Path:
         return folder
     if not _is_hub_id(model):
         raise ModelFilesError(f"{model}: no such folder")
-    return _download(model, patterns)
+    return _download(model, patterns, progress)
 
 
 def _is_hub_id(model: str) -> bool:
@@ -41,7 +46,7 @@ def _is_hub_id(model: str) -> bool:
     )
 
 
-def _download(model: str, patterns: tuple[str, ...]) -> Path:
+def _download(model: str, patterns: tuple[str, ...], progress: Progress | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -54,7 +59,13 @@ def _download(model: str, patterns: tuple[str, ...]) -> Path:
     except LocalEntryNotFoundError:
         pass
     try:
-        return Path(snapshot_download(model, allow_patterns=list(patterns)))
+        return Path(
+            snapshot_download(
+                model,
+                allow_patterns=list(patterns),
+                tqdm_class=reporting_tqdm(progress) if progress is not None else None,
+            )
+        )
     except GatedRepoError as error:
         raise ModelFilesError(
             f"'{model}' is gated on the model hub: accept its licence there and log in "

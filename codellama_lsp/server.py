@@ -324,6 +324,10 @@ class CodeLlamaServer(LanguageServer):
         if event.kind == "begin":
             self._progress = asyncio.ensure_future(self._begin_progress(event.message))
             return
+        if event.kind == "report":
+            if self._progress is not None:
+                self._progress.add_done_callback(lambda task: self._report_progress(task, event))
+            return
         if event.kind == "failed":
             self.tell(types.MessageType.Error, event.message)
         else:
@@ -372,9 +376,17 @@ class CodeLlamaServer(LanguageServer):
         except Exception:  # a client that refuses progress still gets completions
             return None
         self.work_done_progress.begin(
-            token, types.WorkDoneProgressBegin(title="Code Llama", message=title)
+            token, types.WorkDoneProgressBegin(title="Code Llama", message=title, percentage=0)
         )
         return token
+
+    def _report_progress(self, begun: asyncio.Task[str | None], event: LoadEvent) -> None:
+        """A download's bytes, after the begin (done callbacks run in the order added)."""
+        if not begun.cancelled() and (token := begun.result()) is not None:
+            report = types.WorkDoneProgressReport(
+                message=event.message, percentage=event.percentage
+            )
+            self.work_done_progress.report(token, report)
 
     def _end_progress(self, begun: asyncio.Task[str | None], message: str) -> None:
         if not begun.cancelled() and (token := begun.result()) is not None:
@@ -483,6 +495,12 @@ def create_server(base: Settings) -> CodeLlamaServer:
     def initialized(ls: CodeLlamaServer, params: types.InitializedParams) -> None:
         for problem in ls.initial_problems:
             ls.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
+        if ls.settings.trust_remote_code:
+            ls.tell(
+                types.MessageType.Warning,
+                "codellama-lsp: --trust-remote-code is on: the checkpoint's own Python code "
+                "may run on this machine",
+            )
         if registers_completion(ls.client_capabilities):
             ls.register_completion()
         ls.configure_worker()

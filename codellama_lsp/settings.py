@@ -1,20 +1,34 @@
-"""All settings, typed and validated in one place.
+"""All settings, each defined once: a field of `Settings`, its range in the field's metadata and
+its help text in the docstring under it.
 
-Editors send them as camelCase JSON (`initializationOptions`, `workspace/didChangeConfiguration`
+Everything else is derived from these definitions: the editor-side parser (`parse_settings`), the
+command line's flags, the VS Code extension's `contributes.configuration` and the README's table
+(`tools/settings_reference.py` writes those two; a test checks that they are up to date).
+
+Editors send settings as camelCase JSON (`initializationOptions`, `workspace/didChangeConfiguration`
 under the `codellama` section); the command line builds the same object. A bad value is reported
-and replaced by its default, so a typo in an editor's config never stops completion.
+and replaced by its default, on its own, so a typo in an editor's config never stops completion.
+Metadata keys: `min`/`max` (numbers), `pattern` (strings, matched whole), `command_line_only`
+(never taken from an editor, whose settings a cloned workspace may supply).
 """
 
 from __future__ import annotations
 
+import ast
+import copy
 import dataclasses
+import functools
+import inspect
+import json
+import math
+import re
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .prompt import Order
 
-Device = str  # "auto", "cpu", "mps", "cuda" or "cuda:N"
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Quantization = Literal["none", "4bit", "8bit"]
 
@@ -24,34 +38,60 @@ DEFAULT_MODEL = "codellama/CodeLlama-7b-hf"
 @dataclass(frozen=True)
 class Settings:
     model: str = DEFAULT_MODEL
-    """A hub id, a local folder, or `tiny` (the small model shipped with the project)."""
-    device: Device = "auto"
+    """Hugging Face hub id or local folder of a Code Llama-format checkpoint, or `tiny` (the small
+    model shipped with the server)."""
+    device: str = field(default="auto", metadata={"pattern": r"auto|cpu|mps|cuda(:[0-9]+)?"})
+    """`auto` (CUDA, then Apple `mps`, then CPU), `cpu`, `cuda`, `cuda:N` or `mps`."""
     dtype: Dtype = "auto"
+    """Weight precision: `auto` is float16 on a GPU and float32 on a CPU."""
     quantization: Quantization = "none"
+    """`4bit` or `8bit` weights (needs a CUDA GPU and the server's `quantization` extra)."""
     threads: int = field(default=0, metadata={"min": 0, "max": 256})
-    """The engine's CPU threads; 0: one less than the machine's physical cores (at least one)."""
+    """The engine's CPU threads; `0` picks one less than the physical cores the process may run on
+    (at least one), so a build or a browser on the other cores does not stall every step of the
+    model (`OMP_NUM_THREADS`, when set, is used instead)."""
     context_tokens: int = field(default=2048, metadata={"min": 64, "max": 100_000})
+    """Prompt budget in tokens, about 3/4 before the cursor and 1/4 after; never more than the
+    model's positions less `maxNewTokens`."""
     max_new_tokens: int = field(default=128, metadata={"min": 1, "max": 4096})
+    """The most tokens one completion generates; more than the model's positions leave room for
+    is cut to what they do, with one warning."""
     order: Order = "spm"
-    time_budget_ms: int = field(default=10_000, metadata={"min": 50, "max": 600_000})
-    """A completion stops generating after this long and shows what it has."""
+    """Infilling prompt order: `spm` (suffix first: better single-line results, and the cache
+    grows as you type) or `psm` (prefix first)."""
+    time_budget_ms: int = field(default=5_000, metadata={"min": 50, "max": 600_000})
+    """A completion stops generating after this many milliseconds and shows what it has (the
+    default answers well inside the 10 s after which some editors give up on a request)."""
     token_healing: bool = True
-    """Suffix-first only: let a completion in the middle of a word re-choose the word's token."""
+    """Suffix-first order only: let a completion in the middle of a word re-choose the word's
+    token."""
     debounce_ms: int = field(default=50, metadata={"min": 0, "max": 5000})
+    """The least an automatic request waits for the next keystroke, in milliseconds; while you
+    type steadily it waits 1.25 times your typical gap between keys (at most 300 ms)."""
     temperature: float = field(default=0.0, metadata={"min": 0.0, "max": 2.0})
+    """`0` is greedy (deterministic); higher values sample."""
     languages: dict[str, bool] = field(default_factory=dict)
-    """languageId -> enabled; the key "*" sets the default for the others (on)."""
+    """Language id to enabled, for example `{"markdown": false}`; the key `"*"` sets the default
+    for the other languages (on). Keys are LSP's language ids: Emacs's own (`js`, `c++`, `sh`,
+    `python-ts`, ...) are mapped to them (`javascript`, `cpp`, `shellscript`, `python`)."""
     trigger_characters: list[str] = field(
         default_factory=lambda: [".", "(", "[", "{", ",", "=", ":"]
     )
+    """Characters after which classic (popup) completion asks the model; advertised at
+    `initialize`, and registered again when they change where the editor registers completion
+    dynamically."""
     cache_documents: int = field(default=64, metadata={"min": 0, "max": 256})
-    """How many documents keep a KV cache of their last prompt (0: no cache)."""
+    """How many documents keep a KV cache of their last prompt (`0`: no cache); `cacheMegabytes`
+    is the bound that counts for a large model."""
     cache_megabytes: int = field(default=2048, metadata={"min": 0, "max": 1_000_000})
-    """The most memory all those caches may hold together."""
+    """The most memory, in megabytes, that all those caches may hold together; the least recently
+    used go first (the document in use always keeps its own)."""
     reuse_completions: bool = True
-    """Answer from a recent suggestion when what was typed since matches it, without the model."""
-    trust_remote_code: bool = False
-    """Runs Python code from the model's folder or hub page: only for checkpoints you trust."""
+    """Answer from a recent suggestion when what was typed since matches it, without asking the
+    model."""
+    trust_remote_code: bool = field(default=False, metadata={"command_line_only": True})
+    """**Dangerous.** Runs Python code shipped with the checkpoint (its folder or hub page) on
+    your machine: only for checkpoints you trust completely. Taken from the command line only."""
 
     def language_enabled(self, language_id: str) -> bool:
         return self.languages.get(language_id, self.languages.get("*", True))
@@ -68,6 +108,149 @@ class Settings:
         )
 
 
+class SettingError(ValueError):
+    """A value that does not fit its setting; the message says why, in a few words."""
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting as every consumer sees it, derived from its `Settings` field."""
+
+    name: str
+    """The field's snake_case name (the command line's `--kebab-case` flag)."""
+    key: str
+    """The camelCase name editors use."""
+    kind: Any
+    """The field's resolved type: str, bool, int, float, a Literal, dict[str, bool], list[str]."""
+    default: Any
+    help: str
+    """The docstring under the field, as one paragraph of Markdown."""
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    command_line_only: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return get_args(self.kind) if get_origin(self.kind) is Literal else ()
+
+    def convert(self, value: Any) -> Any:
+        """`value` (as JSON gives it) as this setting's type, or SettingError."""
+        if self.choices:
+            if not isinstance(value, str) or value not in self.choices:
+                raise SettingError(f"{value!r} is not one of {', '.join(self.choices)}")
+            return value
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise SettingError(f"{value!r} is not true/false")
+            return value
+        if self.kind in (int, float):
+            return self._number(value)
+        if self.kind is str:
+            if not isinstance(value, str) or not value.strip():
+                raise SettingError(f"{value!r} is not a non-empty string")
+            if self.pattern is not None and not re.fullmatch(self.pattern, value.strip()):
+                raise SettingError(f"{value!r} does not match {self.pattern}")
+            return value.strip()
+        if self.kind == dict[str, bool]:
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, bool) for k, v in value.items()
+            ):
+                raise SettingError(f"{value!r} is not an object of true/false values")
+            return dict(value)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise SettingError(f"{value!r} is not a list of strings")
+        return list(value)
+
+    def _number(self, value: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingError(f"{value!r} is not a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingError(f"{value!r} is not a finite number")
+        if self.kind is int and value != int(value):
+            raise SettingError(f"{value!r} is not a whole number")
+        assert self.minimum is not None and self.maximum is not None
+        if not self.minimum <= value <= self.maximum:
+            raise SettingError(f"{value!r} is not between {self.minimum} and {self.maximum}")
+        return int(value) if self.kind is int else float(value)
+
+    def convert_text(self, text: str) -> Any:
+        """A command-line word as this setting's value: on/off for switches, JSON for objects
+        and lists, the number or the word itself otherwise."""
+        value: Any = text
+        if self.kind is bool:
+            if text not in ("on", "off"):
+                raise SettingError(f"{text!r} is not on or off")
+            value = text == "on"
+        elif self.kind in (int, float):
+            try:
+                value = float(text)  # checked as a number from JSON is: "1e3" and "inf" too
+            except ValueError:
+                raise SettingError(f"{text!r} is not a number") from None
+        elif self.kind not in (str,) and not self.choices:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise SettingError(f"{text!r} is not JSON") from None
+        return self.convert(value)
+
+
+SUPPORTED_KINDS: tuple[Any, ...] = (str, bool, int, float, dict[str, bool], list[str])
+
+
+@functools.cache
+def setting_specs() -> tuple[SettingSpec, ...]:
+    """Every setting, in the order of the fields."""
+    hints = get_type_hints(Settings)
+    docs = _field_docs()
+    specs = []
+    for spec in dataclasses.fields(Settings):
+        kind = hints[spec.name]
+        if kind not in SUPPORTED_KINDS and get_origin(kind) is not Literal:
+            raise TypeError(f"setting {spec.name}: no conversion for {kind}")
+        if kind in (int, float) and not {"min", "max"} <= set(spec.metadata):
+            raise TypeError(f"setting {spec.name}: a number needs metadata min and max")
+        specs.append(
+            SettingSpec(
+                name=spec.name,
+                key=camel_case(spec.name),
+                kind=kind,
+                default=_default(spec),
+                help=docs.get(spec.name, ""),
+                minimum=spec.metadata.get("min"),
+                maximum=spec.metadata.get("max"),
+                pattern=spec.metadata.get("pattern"),
+                command_line_only=spec.metadata.get("command_line_only", False),
+            )
+        )
+    return tuple(specs)
+
+
+def _field_docs() -> dict[str, str]:
+    """The docstring under each field of `Settings`, read from this module's source."""
+    try:
+        source = textwrap.dedent(inspect.getsource(Settings))
+    except (OSError, TypeError):  # no source at hand (a frozen build): help without text
+        return {}
+    body = ast.parse(source).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs = {}
+    for statement, following in zip(body.body, body.body[1:], strict=False):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
 def camel_case(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -76,24 +259,33 @@ def camel_case(name: str) -> str:
 def parse_settings(
     raw: Mapping[str, Any] | None, base: Settings | None = None
 ) -> tuple[Settings, list[str]]:
-    """Settings from an editor's camelCase object, over `base`, with one message per problem."""
+    """Settings from an editor's camelCase object, over `base`, with one message per problem.
+
+    Each bad value falls back to its default on its own; the others still apply. Settings the
+    command line alone may set are refused and keep `base`'s value.
+    """
     base = base or Settings()
     if raw is None:
         return base, []
     if not isinstance(raw, Mapping):
         return base, [f"settings must be an object, got {type(raw).__name__}"]
-    known = {camel_case(f.name): f for f in dataclasses.fields(Settings)}
+    known = {spec.key: spec for spec in setting_specs()}
     changes: dict[str, Any] = {}
     problems = [f"unknown setting '{key}'" for key in raw if key not in known]
     for key, spec in known.items():
         if key not in raw or raw[key] is None:
             continue
-        value, problem = _convert(raw[key], spec)
-        if problem:
-            problems.append(f"setting '{key}': {problem}; using {_default(spec)!r}")
-            changes[spec.name] = _default(spec)
-        else:
-            changes[spec.name] = value
+        if spec.command_line_only:
+            problems.append(
+                f"setting '{key}' is taken only from the command line "
+                f"({spec.flag} on, in the server's arguments); ignored"
+            )
+            continue
+        try:
+            changes[spec.name] = spec.convert(raw[key])
+        except SettingError as problem:
+            problems.append(f"setting '{key}': {problem}; using {spec.default!r}")
+            changes[spec.name] = copy.copy(spec.default)
     return dataclasses.replace(base, **changes), problems
 
 
@@ -101,45 +293,3 @@ def _default(spec: dataclasses.Field[Any]) -> Any:
     if spec.default_factory is not dataclasses.MISSING:
         return spec.default_factory()
     return spec.default
-
-
-def _convert(value: Any, spec: dataclasses.Field[Any]) -> tuple[Any, str | None]:
-    kind = Settings.__annotations__[spec.name]
-    choices = get_args(globals().get(kind)) if kind in globals() else ()
-    if choices:
-        if value not in choices:
-            return None, f"{value!r} is not one of {', '.join(choices)}"
-        return value, None
-    if kind == "bool":
-        return (value, None) if isinstance(value, bool) else (None, f"{value!r} is not true/false")
-    if kind in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, f"{value!r} is not a number"
-        if kind == "int" and value != int(value):
-            return None, f"{value!r} is not a whole number"
-        low, high = spec.metadata["min"], spec.metadata["max"]
-        if not low <= value <= high:
-            return None, f"{value!r} is not between {low} and {high}"
-        return (int(value) if kind == "int" else float(value)), None
-    if kind == "dict[str, bool]":
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, bool) for k, v in value.items()
-        ):
-            return None, f"{value!r} is not an object of true/false values"
-        return dict(value), None
-    if kind == "list[str]":
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            return None, f"{value!r} is not a list of strings"
-        return list(value), None
-    if not isinstance(value, str) or not value.strip():
-        return None, f"{value!r} is not a non-empty string"
-    if spec.name == "device" and not _valid_device(value):
-        return None, f"{value!r} is not auto, cpu, mps, cuda or cuda:N"
-    return value.strip(), None
-
-
-def _valid_device(value: str) -> bool:
-    kind, _, index = value.partition(":")
-    if kind in ("auto", "cpu", "mps"):
-        return not index
-    return kind == "cuda" and (not index or index.isdigit())

@@ -633,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
             "params": n_params,
             "seed": args.seed,
             "final": final,
-            "args": {k: str(v) for k, v in vars(args).items()},
+            # The options, less the output paths: the shipped folder holds no machine's paths.
+            "args": {k: str(v) for k, v in vars(args).items() if k not in ("out", "log")},
         }
         save_checkpoint(model, args.out, tok_path, meta, save_dtype)
         size = sum(f.stat().st_size for f in args.out.iterdir() if f.is_file())

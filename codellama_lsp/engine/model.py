@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..download_progress import Progress
 from ..model_files import MODEL_FILES, ModelFilesError, resolve_model_folder
 from ..settings import Settings
 from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
@@ -95,13 +96,14 @@ def physical_cores() -> int:
     return len(cores)
 
 
-def load_model(settings: Settings) -> LoadedModel:
-    """The tokenizer first (cheap, and it proves the checkpoint can infill), then the weights."""
+def load_model(settings: Settings, progress: Progress | None = None) -> LoadedModel:
+    """The tokenizer first (cheap, and it proves the checkpoint can infill), then the weights
+    (their download, on first use of a hub id, reported to `progress`)."""
     import torch
 
     try:
         tokenizer = load_tokenizer(settings.model)
-        folder = resolve_model_folder(settings.model, MODEL_FILES)
+        folder = resolve_model_folder(settings.model, MODEL_FILES, progress)
     except (TokenizerError, ModelFilesError) as error:
         raise ModelLoadError(str(error)) from error
     device = pick_device(settings.device)

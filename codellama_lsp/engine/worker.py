@@ -9,6 +9,7 @@ generation. Loading happens on a separate thread, so prompts can be built while 
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import threading
@@ -19,6 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..download_progress import describe, percentage
 from ..prompt import render_prompt
 from ..settings import Settings
 from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
@@ -47,10 +49,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class LoadEvent:
-    """Loading news for the editor: `begin`, `end` or `failed`, with a message."""
+    """Loading news for the editor: `begin`, `report` (download progress), `end` or `failed`,
+    with a message."""
 
-    kind: Literal["begin", "end", "failed"]
+    kind: Literal["begin", "report", "end", "failed"]
     message: str
+    percentage: int | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +241,7 @@ class Worker:
                 if generation == self._load_generation:
                     self._tokenizer = tokenizer
                     self._counter = LineTokenCounter(tokenizer)
-            loaded = load_model(settings)
+            loaded = load_model(settings, functools.partial(self._report_download, settings))
         except (ModelLoadError, TokenizerError) as error:
             self._on_load_event(LoadEvent("failed", f"codellama-lsp: {error}"))
             return
@@ -253,6 +257,10 @@ class Worker:
             self._loaded = loaded
         self._post(self._drop_sessions)  # caches of the previous model are of no use
         self._on_load_event(LoadEvent("end", f"Code Llama ready: {loaded.description}"))
+
+    def _report_download(self, settings: Settings, done: int, total: int) -> None:
+        message = f"Downloading {settings.model}: {describe(done, total)}"
+        self._on_load_event(LoadEvent("report", message, percentage(done, total)))
 
     # -- the worker thread ------------------------------------------------------------------
 

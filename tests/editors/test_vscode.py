@@ -9,7 +9,6 @@ with Tab, saves, and checks the file on disk: prefix + accepted text + suffix.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -21,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-PACKAGE_JSON = Path(__file__).resolve().parents[2] / "editors" / "vscode" / "package.json"
 
 REPO = Path(__file__).resolve().parents[2]
 CI_CACHE = Path(
@@ -287,39 +284,6 @@ def extension_host_logs(user_data: Path) -> str:
         user_data.glob("logs/**/exthost.log")
     )
     return "\n".join(tail(path, 30) for path in found[-3:]) or f"(no logs under {user_data})"
-
-
-def test_extension_settings_match_the_server() -> None:
-    """Every server setting is a `codellama.*` setting with the same default and range (a quick
-    check that runs with the ordinary tests, no editor needed)."""
-    from typing import get_args
-
-    from codellama_lsp import settings as server_settings
-
-    contributed = json.loads(PACKAGE_JSON.read_text(encoding="utf-8"))["contributes"]
-    properties = contributed["configuration"]["properties"]
-    expected = {"codellama.serverPath", "codellama.serverArgs"}
-    for spec in dataclasses.fields(server_settings.Settings):
-        key = f"codellama.{server_settings.camel_case(spec.name)}"
-        expected.add(key)
-        assert key in properties, f"editors/vscode/package.json lacks {key}"
-        prop = properties[key]
-        default = spec.default_factory() if callable(spec.default_factory) else spec.default
-        assert prop["default"] == default, f"{key}: default {prop['default']!r} != {default!r}"
-        if "min" in spec.metadata:
-            assert (prop.get("minimum"), prop.get("maximum")) == (
-                spec.metadata["min"],
-                spec.metadata["max"],
-            ), f"{key}: range differs from the server's"
-        kind = server_settings.Settings.__annotations__[spec.name]
-        choices = get_args(getattr(server_settings, kind, None))
-        if choices:
-            assert prop.get("enum") == list(choices), f"{key}: choices differ from the server's"
-    assert set(properties) == expected, (
-        f"settings the server does not know: {set(properties) - expected}"
-    )
-    description = properties["codellama.trustRemoteCode"]["markdownDescription"]
-    assert "dangerous" in description.lower()
 
 
 @pytest.mark.editors
