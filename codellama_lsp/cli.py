@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .engine.infill import InfillRequest
@@ -97,6 +98,13 @@ def engine_options() -> argparse.ArgumentParser:
         choices=["on", "off"],
         help="suffix-first: let a cursor mid-word re-choose the word's token (default on)",
     )
+    group.add_argument(
+        "--extra-context-tokens",
+        type=int,
+        default=512,
+        metavar="N",
+        help="prompt tokens for snippets of other open files (0: none; default 512)",
+    )
     return parent
 
 
@@ -113,11 +121,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "maxNewTokens": args.max_new_tokens,
         "temperature": args.temperature,
         "tokenHealing": args.token_healing == "on",
+        "extraContextTokens": args.extra_context_tokens,
     }
     settings, problems = parse_settings(raw)
     if problems:
         raise UsageError(problems[0].split("; using")[0])
     return settings
+
+
+WITH: dict[str, Any] = {
+    "nargs": "+",
+    "default": [],
+    "type": Path,
+    "metavar": "FILE",
+    "help": "files treated as open beside FILE: sources of extra context",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,11 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         "complete", parents=[engine], help="print the completion at FILE:LINE:COL"
     )
     complete.add_argument("cursor", metavar="FILE:LINE:COL", help="1-based line and column")
+    complete.add_argument("--with", dest="others", **WITH)
     prompt = commands.add_parser(
         "prompt", parents=[engine], help="print the prompt the model would get (no weights needed)"
     )
     prompt.add_argument("cursor", metavar="FILE:LINE:COL", help="1-based line and column")
     prompt.add_argument("--format", default="text", choices=["text", "ids"])
+    prompt.add_argument("--with", dest="others", **WITH)
     return parser
 
 
@@ -165,7 +185,7 @@ def run_prompt(args: argparse.Namespace) -> int:
     cursor = parse_cursor(args.cursor)
     lines, eol = read_cursor(cursor)
     tokenizer = load_tokenizer(settings.model)
-    request = _request(settings, cursor, lines, eol)
+    request = _request(settings, cursor, lines, eol, args.others)
     positions = declared_positions(settings.model)
     if positions is not None:  # the window `complete` would use
         try:
@@ -191,7 +211,7 @@ def run_complete(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     loaded = load_model(settings)
     loaded_s = time.perf_counter() - started
-    request = _request(settings, cursor, lines, eol)
+    request = _request(settings, cursor, lines, eol, args.others)
     infill = complete(
         loaded, request, CachedSequence(), LineTokenCounter(loaded.tokenizer), lambda: False
     )
@@ -205,8 +225,30 @@ def run_complete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _request(settings: Settings, cursor: Cursor, lines: list[str], eol: str) -> InfillRequest:
-    return InfillRequest.at(settings, lines, cursor.line, cursor.column, eol)
+def _request(
+    settings: Settings, cursor: Cursor, lines: list[str], eol: str, others: list[Path]
+) -> InfillRequest:
+    from .extra_context import OpenFile, choose_snippets, comment_marker
+
+    files = [
+        OpenFile(str(path.resolve()), _shown(path), read_cursor(Cursor(path, 0, 0))[0])
+        for path in others
+        if path.resolve() != cursor.path.resolve()
+    ]
+    extra = choose_snippets(
+        lines,
+        cursor.line,
+        files,
+        comment_marker("", str(cursor.path)),
+        settings.extra_context_tokens,
+    )
+    return InfillRequest.at(settings, lines, cursor.line, cursor.column, eol, extra)
+
+
+def _shown(path: Path) -> str:
+    """A path as the prompt names it: relative to the working folder if under it."""
+    absolute, here = path.resolve(), Path.cwd()
+    return absolute.relative_to(here).as_posix() if absolute.is_relative_to(here) else str(absolute)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -48,6 +48,8 @@ class Settings:
     """The most memory all those caches may hold together."""
     reuse_completions: bool = True
     """Answer from a recent suggestion when what was typed since matches it, without the model."""
+    extra_context_tokens: int = field(default=512, metadata={"min": 0, "max": 100_000})
+    """Tokens of the prompt for snippets of the other open files (0: none), at most half of it."""
     trust_remote_code: bool = False
     """Runs Python code from the model's folder or hub page: only for checkpoints you trust."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..context_window import Window, fit_window
+from ..extra_context import fit_snippets
 from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
 from ..prompt import Order, build_prompt, heal
 from ..settings import Settings
@@ -40,10 +41,19 @@ class InfillRequest:
     temperature: float
     token_healing: bool = True
     time_budget_s: float = 10.0
+    extra_context: tuple[str, ...] = ()
+    """Rendered snippets of other files, best first, chosen by the caller (extra_context.py)."""
+    extra_context_tokens: int = 0
 
     @classmethod
     def at(
-        cls, settings: Settings, lines: Sequence[str], line: int, column: int, eol: str
+        cls,
+        settings: Settings,
+        lines: Sequence[str],
+        line: int,
+        column: int,
+        eol: str,
+        extra_context: tuple[str, ...] = (),
     ) -> InfillRequest:
         """A request with the settings' prompt and generation options."""
         return cls(
@@ -57,6 +67,8 @@ class InfillRequest:
             temperature=settings.temperature,
             token_healing=settings.token_healing,
             time_budget_s=settings.time_budget_ms / 1000,
+            extra_context=extra_context,
+            extra_context_tokens=settings.extra_context_tokens,
         )
 
 
@@ -91,11 +103,21 @@ class LineTokenCounter:
 def prompt_for(
     tokenizer: FimTokenizer, request: InfillRequest, count_tokens: Callable[[str], int]
 ) -> tuple[Window, list[int]]:
+    """The window and the prompt: the extra context first, then the window's prefix.
+
+    The extra context takes at most half of the prompt's budget; the window gets the rest.
+    """
+    extra_budget = min(request.extra_context_tokens, request.context_tokens // 2)
+    extra, extra_used = fit_snippets(request.extra_context, extra_budget, count_tokens)
     window = fit_window(
-        request.lines, request.line, request.column, request.context_tokens, count_tokens
+        request.lines,
+        request.line,
+        request.column,
+        request.context_tokens - extra_used,
+        count_tokens,
     )
     ids = build_prompt(
-        tokenizer, window.prefix, window.suffix, request.order, request.context_tokens
+        tokenizer, extra + window.prefix, window.suffix, request.order, request.context_tokens
     )
     return window, ids
 
