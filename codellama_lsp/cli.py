@@ -228,19 +228,16 @@ def run_complete(args: argparse.Namespace) -> int:
 def _request(
     settings: Settings, cursor: Cursor, lines: list[str], eol: str, others: list[Path]
 ) -> InfillRequest:
-    from .extra_context import OpenFile, choose_snippets, comment_marker
+    from .extra_context import ExtraContext, OpenFile, choose_snippets, comment_marker
 
     files = [
-        OpenFile(str(path.resolve()), _shown(path), read_cursor(Cursor(path, 0, 0))[0])
+        OpenFile(str(path.resolve()), _shown(path), tuple(read_cursor(Cursor(path, 0, 0))[0]))
         for path in others
         if path.resolve() != cursor.path.resolve()
     ]
-    extra = choose_snippets(
-        lines,
-        cursor.line,
-        files,
+    extra = ExtraContext(
+        choose_snippets(lines, cursor.line, files, settings.extra_context_tokens),
         comment_marker("", str(cursor.path)),
-        settings.extra_context_tokens,
     )
     return InfillRequest.at(settings, lines, cursor.line, cursor.column, eol, extra)
 

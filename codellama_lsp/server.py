@@ -38,7 +38,13 @@ from .context_window import BLOCK_LINES
 from .document import Encoding, TextDocument
 from .engine.infill import InfillRequest
 from .engine.worker import Job, LoadEvent, Outcome, Worker
-from .extra_context import OpenFile, StableChoice, choose_snippets, comment_marker
+from .extra_context import (
+    ExtraContext,
+    OpenFile,
+    StableChoice,
+    choose_snippets,
+    comment_marker,
+)
 from .git_ignore import GitIgnored
 from .replies import completion_items, inline_items, word_start
 from .reuse import RecentSuggestions, context_at
@@ -260,24 +266,27 @@ class CodeLlamaServer(LanguageServer):
         )
         return request, first
 
-    def extra_context_at(self, document: TextDocument, line: int) -> tuple[str, ...]:
+    def extra_context_at(self, document: TextDocument, line: int) -> ExtraContext | None:
         """Snippets of the other open and recently closed files, kept while typing in one place."""
         budget = self.settings.extra_context_tokens
         if budget == 0:
-            return ()
+            return None
         others = [
             other
             for other in [*self.documents.values(), *reversed(self.closed.values())]
             if other.uri != document.uri and self._may_share(other)
         ]
         key = (document.uri, budget, tuple((other.uri, other.version) for other in others))
-        marker = comment_marker(document.language_id, document.uri)
 
-        def choose() -> tuple[str, ...]:
+        def choose() -> ExtraContext:
             files = [
-                OpenFile(other.uri, self._shown_path(other.uri), other.lines) for other in others
+                OpenFile(other.uri, self._shown_path(other.uri), tuple(other.lines))
+                for other in others
             ]
-            return choose_snippets(document.lines, line, files, marker, budget)
+            return ExtraContext(
+                choose_snippets(document.lines, line, files, budget),
+                comment_marker(document.language_id, document.uri),
+            )
 
         return self.extra_choice.get(key, line, time.monotonic(), choose)
 

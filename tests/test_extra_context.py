@@ -12,7 +12,9 @@ from lsprotocol import types
 from codellama_lsp.engine.infill import InfillRequest, prompt_for
 from codellama_lsp.extra_context import (
     PAUSE_S,
+    ExtraContext,
     OpenFile,
+    Snippet,
     StableChoice,
     choose_snippets,
     comment_marker,
@@ -40,8 +42,8 @@ def bill(number, total, rate):
 """
 
 
-def lines_of(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
+def lines_of(text: str) -> tuple[str, ...]:
+    return tuple(text.splitlines(keepends=True))
 
 
 def count_words(text: str) -> int:
@@ -54,10 +56,20 @@ def test_the_snippet_that_shares_the_cursors_names_comes_first_in_its_files_comm
         OpenFile("filler", "shop/steps.py", lines_of(FILLER)),
         OpenFile("models", "shop/models.py", lines_of(FILLER + MODELS)),
     ]
-    snippets = choose_snippets(lines_of(MAIN), 5, others, "#", 256)
-    assert snippets[0].startswith("# Path: shop/models.py\n")
-    assert "#     def with_tax(self, rate):\n" in snippets[0]
-    assert all(line.startswith("#") for snippet in snippets for line in lines_of(snippet))
+    snippets = choose_snippets(lines_of(MAIN), 5, others, 256)
+    assert snippets[0].path == "shop/models.py"
+    text, _ = fit_snippets(ExtraContext(snippets, "#"), 256, count_words)
+    assert text.startswith("# Path: shop/models.py\n# class Invoice:\n")
+    assert "\n#     def with_tax(self, rate):\n" in text
+    assert all(line.startswith("#") for line in lines_of(text))
+
+
+def test_the_signature_of_a_name_imported_far_above_the_cursor_is_chosen():
+    body = "".join(f"    counts[{i}] += {i}\n" for i in range(100))
+    document = lines_of(f"from shop.models import Invoice\n\n\ndef tally(counts):\n{body}")
+    others = [OpenFile("models", "shop/models.py", lines_of(FILLER + MODELS))]
+    snippets = choose_snippets(document, len(document) - 1, others, 512)
+    assert snippets[0] == Snippet("shop/models.py", len(lines_of(FILLER)), ("class Invoice:\n",))
 
 
 @pytest.mark.parametrize(
@@ -70,15 +82,22 @@ def test_comment_markers(language_id, path, marker):
 
 def test_nothing_in_common_nothing_chosen_and_zero_budget_is_off():
     others = [OpenFile("models", "shop/models.py", lines_of(MODELS))]
-    assert choose_snippets(lines_of("x = 1\n"), 0, others, "#", 512) == ()
-    assert choose_snippets(lines_of(MAIN), 5, others, "#", 0) == ()
+    assert choose_snippets(lines_of("x = 1\n"), 0, others, 512) == ()
+    assert choose_snippets(lines_of(MAIN), 5, others, 0) == ()
 
 
-def test_fit_snippets_never_exceeds_the_budget_and_puts_the_best_last():
-    snippets = ("# best\n# a b c\n", "# second\n# d e f g h i j k\n", "# third\n")
-    text, used = fit_snippets(snippets, 11, count_words)
-    assert used == 11 and text == "# third\n# best\n# a b c\n"
-    assert fit_snippets(snippets, 0, count_words) == ("", 0)
+def test_fit_snippets_never_exceeds_the_budget_groups_by_file_and_puts_the_best_last():
+    snippets = (
+        Snippet("a.py", 10, ("best b c\n",)),
+        Snippet("b.py", 0, ("second d e f g h i j k\n",)),
+        Snippet("a.py", 2, ("third\n",)),
+        Snippet("c.py", 0, ("fourth\n",)),
+    )
+    extra = ExtraContext(snippets, "--")
+    text, used = fit_snippets(extra, 19, count_words)
+    assert used == count_words(text) == 19
+    assert text == "-- Path: c.py\n-- fourth\n-- Path: a.py\n-- third\n-- best b c\n"
+    assert fit_snippets(extra, 0, count_words) == ("", 0)
 
 
 def test_the_prompt_starts_with_the_extra_context_within_its_budget():
@@ -88,7 +107,7 @@ def test_the_prompt_starts_with_the_extra_context_within_its_budget():
     others = [OpenFile("models", "shop/models.py", lines_of(FILLER + MODELS))]
     lines = lines_of(MAIN)
     settings = Settings(context_tokens=512, extra_context_tokens=200, order="psm")
-    snippets = choose_snippets(lines, 5, others, "#", 200)
+    snippets = ExtraContext(choose_snippets(lines, 5, others, 200), "#")
     request = InfillRequest.at(settings, lines, 5, 11, "\n", snippets)
 
     def count(text: str) -> int:
@@ -109,13 +128,13 @@ def test_the_choice_stays_put_while_typing_in_one_place():
     choice = StableChoice()
     calls: list[int] = []
 
-    def choose() -> tuple[str, ...]:
+    def choose() -> ExtraContext:
         calls.append(1)
-        return (f"# choice {len(calls)}\n",)
+        return ExtraContext((Snippet("a.py", len(calls), ("x\n",)),), "#")
 
-    assert choice.get("a", 10, 0.0, choose) == ("# choice 1\n",)
+    first = choice.get("a", 10, 0.0, choose)
     for step in range(1, 30):  # a keystroke every 100 ms, on nearby lines
-        assert choice.get("a", 10 + step % 3, step * 0.1, choose) == ("# choice 1\n",)
+        assert choice.get("a", 10 + step % 3, step * 0.1, choose) is first
     assert len(calls) == 1
     choice.get("a", 11, 3.0 + PAUSE_S, choose)  # a pause
     assert len(calls) == 2

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..context_window import Window, fit_window
-from ..extra_context import fit_snippets
+from ..extra_context import ExtraContext, fit_snippets
 from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
 from ..prompt import Order, build_prompt, heal
 from ..settings import Settings
@@ -41,8 +41,8 @@ class InfillRequest:
     temperature: float
     token_healing: bool = True
     time_budget_s: float = 10.0
-    extra_context: tuple[str, ...] = ()
-    """Rendered snippets of other files, best first, chosen by the caller (extra_context.py)."""
+    extra_context: ExtraContext | None = None
+    """Snippets of other files for the prompt's start, chosen by the caller (extra_context.py)."""
     extra_context_tokens: int = 0
 
     @classmethod
@@ -53,7 +53,7 @@ class InfillRequest:
         line: int,
         column: int,
         eol: str,
-        extra_context: tuple[str, ...] = (),
+        extra_context: ExtraContext | None = None,
     ) -> InfillRequest:
         """A request with the settings' prompt and generation options."""
         return cls(
@@ -108,7 +108,9 @@ def prompt_for(
     The extra context takes at most half of the prompt's budget; the window gets the rest.
     """
     extra_budget = min(request.extra_context_tokens, request.context_tokens // 2)
-    extra, extra_used = fit_snippets(request.extra_context, extra_budget, count_tokens)
+    extra, extra_used = "", 0
+    if request.extra_context is not None:
+        extra, extra_used = fit_snippets(request.extra_context, extra_budget, count_tokens)
     window = fit_window(
         request.lines,
         request.line,
