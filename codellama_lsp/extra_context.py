@@ -36,6 +36,9 @@ MAX_DEFINITIONS = 2
 QUERY_BEFORE = 40
 """Lines before the cursor whose identifiers say what the snippets should be about."""
 QUERY_AFTER = 10
+DOCUMENT_REACH = 1000
+HEADER_LINES = 100
+"""Names used this near the cursor, or in the file's head (its imports), call for definitions."""
 MAX_SNIPPETS = 64
 """Candidates handed to the prompt builder, best first; it keeps those that fit the budget."""
 CHARS_PER_TOKEN = 3
@@ -136,8 +139,9 @@ def choose_snippets(
     if budget <= 0 or not others:
         return ()
     nearest: dict[str, int] = {}
-    for index, text in enumerate(lines):
-        for name in identifiers(text):
+    reach = range(max(0, line - DOCUMENT_REACH), min(len(lines), line + DOCUMENT_REACH))
+    for index in sorted({*range(min(HEADER_LINES, len(lines))), *reach}):
+        for name in identifiers(lines[index]):
             nearest[name] = min(nearest.get(name, len(lines)), abs(index - line))
     if not nearest:
         return ()
@@ -176,8 +180,8 @@ def choose_snippets(
         ):
             continue
         chosen.append(window)
-        text = window.file.lines[window.start : window.end]
-        estimate += sum(len(line) for line in text) // CHARS_PER_TOKEN
+        span = window.file.lines[window.start : window.end]
+        estimate += sum(len(text) for text in span) // CHARS_PER_TOKEN
     return tuple(
         Snippet(window.file.path, window.start, tuple(window.file.lines[window.start : window.end]))
         for window in chosen
@@ -191,9 +195,9 @@ def _windows(file: OpenFile) -> list[_Window]:
     windows = []
     for start in range(0, max(count - WINDOW_LINES, 0) + STRIDE, STRIDE):
         end = min(start + WINDOW_LINES, count)
-        names = identifiers("".join(lines[start:end]))
+        names = frozenset(identifiers("".join(lines[start:end])))
         if names:
-            windows.append(_Window(file, start, end, frozenset(names), None))
+            windows.append(_Window(file, start, end, names, None))
         if end == count:
             break
     for start, text in enumerate(lines):
