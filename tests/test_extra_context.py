@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,35 @@ async def test_over_lsp_a_recently_closed_document_still_gives_context(tiny_mode
         )
         shown = await prompt_at(client, uri_of(main), types.Position(5, 11))
         assert f"# Path: {models}\n" in shown["text"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "codellama_lsp", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def test_the_cli_prompt_shows_the_extra_context_of_files_given_with_with(tmp_path):
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "main.py").write_text(MAIN)
+    (tmp_path / "shop" / "models.py").write_text(MODELS)
+    cursor = "shop/main.py:6:12"
+    shown = run_cli("prompt", cursor, "--model", "tiny", "--with", "shop/models.py", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "<MID> # Path: shop/models.py\n# class Invoice:\n" in shown.stdout
+    assert "\n#     def with_tax(self, rate):\n" in shown.stdout
+
+    bare = run_cli("prompt", cursor, "--model", "tiny", cwd=tmp_path)
+    off = run_cli(
+        "prompt", cursor, "--model", "tiny", "--with", "shop/models.py",
+        "--extra-context-tokens", "0", cwd=tmp_path,
+    )  # fmt: skip
+    assert bare.stdout == off.stdout and "# Path:" not in bare.stdout
+
+    missing = run_cli("prompt", cursor, "--model", "tiny", "--with", "nowhere.py", cwd=tmp_path)
+    assert missing.returncode == 1 and missing.stderr.strip().endswith("nowhere.py: no such file")
