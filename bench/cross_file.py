@@ -304,8 +304,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cases", type=int, default=25, help="cases per package (default 25)")
-    parser.add_argument("--quality", type=int, default=80, help="cases run through the model")
-    parser.add_argument("--typing", type=int, default=8, help="cases typed one key at a time")
+    parser.add_argument("--quality", type=int, default=60, help="cases run through the model")
+    parser.add_argument("--typing", type=int, default=6, help="cases typed one key at a time")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS-cross-file.md")

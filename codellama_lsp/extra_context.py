@@ -52,10 +52,11 @@ MOVE_LINES = 8
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEFINITION = re.compile(
-    r"\b(?:def|class|function|fn|func|struct|enum|interface|trait|type|const|let|var|val)"
+    r"^\s*(?:(?:export|pub|public|private|protected|static|async|abstract|final|default)\s+)*"
+    r"(?:def|class|function|fn|func|struct|enum|interface|trait|type|const|let|var|val)"
     r"\s+([A-Za-z_]\w*)|^([A-Za-z_]\w*)\s*(?::[^=\n]+)?=(?!=)"
 )
-"""A definition: a keyword and its name, or a top-level assignment (`NAME = ...`)."""
+"""A definition: a line that starts with a keyword and its name, or `NAME = ...` unindented."""
 _COMMON = frozenset(keyword.kwlist) | {
     "self", "cls", "this", "const", "let", "var", "function", "func", "fn", "return",
     "public", "private", "static", "void", "int", "str", "bool", "float", "string", "new",
