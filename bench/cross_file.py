@@ -229,20 +229,31 @@ class Quality:
     similarity: float
     name_first: float
     prompt_tokens: float
+    extra_tokens: float
+    in_prompt: float
+    """The share of cases whose definition line is in the prompt."""
 
 
 def quality(loaded, cases: list[Case], budget: int, max_new: int) -> Quality:
     from codellama_lsp.engine.generation import CachedSequence
-    from codellama_lsp.engine.infill import complete
+    from codellama_lsp.engine.infill import complete, fit_to_model, prompt_for
 
     count = LineTokenCounter(loaded.tokenizer)
     settings = Settings(
         model="tiny", max_new_tokens=max_new, extra_context_tokens=budget, context_tokens=2048
     )
-    exact, similar, named, tokens = [], [], [], []
+    exact, similar, named, tokens, extra, found = [], [], [], [], [], []
     for case in cases:
         snippets = snippets_for(case, budget) if budget else None
         request = InfillRequest.at(settings, case.lines, case.line, case.column, "\n", snippets)
+        fitted = fit_to_model(request, loaded.max_positions)
+        _, ids = prompt_for(loaded.tokenizer, fitted, count)
+        found.append(retrieved(case, loaded.tokenizer.decode(ids)))
+        extra.append(
+            fit_snippets(snippets, min(budget, fitted.context_tokens // 2), count)[1]
+            if snippets
+            else 0
+        )
         infill = complete(loaded, request, CachedSequence(), count, lambda: False)
         got = first_line(infill.text)
         exact.append(got.strip() == case.target.strip())
@@ -254,6 +265,8 @@ def quality(loaded, cases: list[Case], budget: int, max_new: int) -> Quality:
         statistics.mean(similar),
         statistics.mean(named),
         statistics.mean(tokens),
+        statistics.mean(extra),
+        statistics.mean(found),
     )
 
 
@@ -397,8 +410,8 @@ def write_report(
         "| --- | --- |",
         *(f"| {budget} | {share:.0%} |" for budget, share in shares.items()),
         "",
-        f"Counted by the tiny model's tokenizer (its pieces are shorter), on the {args.quality} "
-        "cases of the quality sample: "
+        f"Counted by the tiny model's tokenizer, on the {args.quality} cases of the quality "
+        "sample: "
         + ", ".join(f"{share:.0%} at {budget}" for budget, share in tiny_shares.items())
         + ".",
         "",
@@ -410,11 +423,11 @@ def write_report(
         f"{512 - args.max_new_tokens - 1} tokens, and the extra context gets at most half.",
         "",
         "| extraContextTokens | exact match | edit similarity | starts with the name "
-        "| prompt tokens (mean) |",
-        "| --- | --- | --- | --- | --- |",
+        "| prompt tokens (mean) | of which extra context | definition in the prompt |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         *(
             f"| {budget} | {q.exact:.1%} | {q.similarity:.3f} | {q.name_first:.1%} "
-            f"| {q.prompt_tokens:.0f} |"
+            f"| {q.prompt_tokens:.0f} | {q.extra_tokens:.0f} | {q.in_prompt:.0%} |"
             for budget, q in qualities.items()
         ),
         "",
