@@ -43,6 +43,7 @@ MAX_SNIPPETS = 64
 """Candidates handed to the prompt builder, best first; it keeps those that fit the budget."""
 CHARS_PER_TOKEN = 3
 """A low estimate for code, so that the candidates handed on more than fill the budget."""
+LINE_MEMO = 50_000
 WINDOW_MEMO = 64
 """Files whose windows are remembered: choosing again after a pause re-cuts none of them."""
 PAUSE_S = 1.0
@@ -127,6 +128,12 @@ def identifiers(text: str) -> set[str]:
     return {name for name in _IDENTIFIER.findall(text) if name not in _COMMON and len(name) > 1}
 
 
+@functools.lru_cache(maxsize=LINE_MEMO)
+def _line_identifiers(text: str) -> frozenset[str]:
+    """A line's identifiers, remembered: choosing again after a pause re-reads the same lines."""
+    return frozenset(identifiers(text))
+
+
 def choose_snippets(
     lines: Sequence[str], line: int, others: Sequence[OpenFile], budget: int
 ) -> tuple[Snippet, ...]:
@@ -142,8 +149,10 @@ def choose_snippets(
     nearest: dict[str, int] = {}
     reach = range(max(0, line - DOCUMENT_REACH), min(len(lines), line + DOCUMENT_REACH))
     for index in sorted({*range(min(HEADER_LINES, len(lines))), *reach}):
-        for name in identifiers(lines[index]):
-            nearest[name] = min(nearest.get(name, len(lines)), abs(index - line))
+        distance = abs(index - line)
+        for name in _line_identifiers(lines[index]):
+            if distance < nearest.get(name, len(lines)):
+                nearest[name] = distance
     if not nearest:
         return ()
     near = identifiers("".join(lines[max(0, line - QUERY_BEFORE) : line + QUERY_AFTER + 1]))
