@@ -36,6 +36,6 @@ def _ask_git(path: Path) -> bool:
             timeout=TIMEOUT_S,
             check=False,
         )
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, ValueError, subprocess.SubprocessError):  # ValueError: a NUL in the path
         return False
     return done.returncode == 0
