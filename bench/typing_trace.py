@@ -51,6 +51,8 @@ from results_section import write_head  # noqa: E402  (bench/, next to this scri
 NAIVE = {"cacheDocuments": 0, "reuseCompletions": False}
 DESIGN: dict[str, Any] = {}
 SOURCES = ("fractions.py", "calendar.py", "difflib.py", "argparse.py")
+OTHERS = ("numbers.py", "decimal.py", "operator.py", "functools.py", "re/__init__.py")
+"""With --open-others N, the first N of these stay open beside the typed file (extra context)."""
 BURST = 40
 FAST_INTERVAL_MS = 30
 CANCELS = 4
@@ -450,6 +452,7 @@ async def run_config(name: str, options: dict[str, Any], args: argparse.Namespac
     started = time.perf_counter()
     async with session(options) as client:
         server = Server(client)
+        open_others(client, args.open_others)
         first, _, _ = await server.poll()
         print(f"[{name}] ready in {time.perf_counter() - started:.1f} s: {first['model']}")
         region = trace.region
@@ -474,6 +477,18 @@ async def run_config(name: str, options: dict[str, Any], args: argparse.Namespac
         final, _, _ = await server.poll()
     print(f"[{name}] done in {time.perf_counter() - started:.1f} s")
     return phases, final
+
+
+def open_others(client: Any, count: int) -> None:
+    """Files of the standard library left open beside the typed one: its extra context."""
+    from lsp_session import open_document
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    paths = [stdlib / name for name in OTHERS if (stdlib / name).is_file()][:count]
+    if len(paths) < count:
+        raise SystemExit(f"typing_trace.py: only {len(paths)} of {OTHERS} in {stdlib}")
+    for path in paths:
+        open_document(client, path.as_uri(), path.read_text(encoding="utf-8"))
 
 
 def compact(delta: dict[str, int]) -> str:
@@ -702,6 +717,9 @@ def report(
         f"- trace: {len(trace.region)} characters of {where} ({trace.source}) typed one every "
         f"{args.interval_ms} ms, each followed by an automatic inline completion, not awaited: "
         f"`{trace.region!r}`",
+        f"- other documents open: {args.open_others} "
+        f"({', '.join(OTHERS[: args.open_others]) or 'none'}; `extraContextTokens` 512, the "
+        "default)",
         f"- command: `{command}` ({wall_s:.0f} s in all)",
         "",
         *table,
@@ -903,6 +921,13 @@ def main() -> None:
         help="both configurations (a random-weight model never ends by itself)",
     )
     parser.add_argument("--source", help="the file to type into (default: a stdlib module)")
+    parser.add_argument(
+        "--open-others",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"keep N stdlib files open beside it (extra context; at most {len(OTHERS)})",
+    )
     parser.add_argument(
         "--out", help="default bench/RESULTS.md; with --gpu, bench/RESULTS-gpu.md (appended to)"
     )

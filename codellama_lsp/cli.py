@@ -47,6 +47,7 @@ class Cursor:
 class Source:
     """A file's lines (as the server keeps them), its line ending and the cursor in it."""
 
+    path: Path
     lines: list[str]
     eol: str
     line: int
@@ -101,7 +102,7 @@ def read_cursor(cursor: Cursor) -> Source:
             f"{cursor.path}:{cursor.line + 1}: column {cursor.column + 1} is past the end "
             f"of the line ({width} characters)"
         )
-    return Source(document.lines, document.eol(), cursor.line, cursor.column)
+    return Source(cursor.path, document.lines, document.eol(), cursor.line, cursor.column)
 
 
 def read_fill_me(path: Path) -> Source:
@@ -119,7 +120,9 @@ def read_fill_me(path: Path) -> Source:
     before, after = text.split(FILL_ME)
     head = TextDocument("", "", 0, before).lines
     document = TextDocument(path.resolve().as_uri(), "", 0, before + after)
-    return Source(document.lines, document.eol(), len(head) - 1, len(head[-1]), (before, after))
+    return Source(
+        path, document.lines, document.eol(), len(head) - 1, len(head[-1]), (before, after)
+    )
 
 
 def engine_options() -> argparse.ArgumentParser:
@@ -175,6 +178,15 @@ CURSOR_HELP = (
 )
 
 
+WITH: dict[str, Any] = {
+    "nargs": "+",
+    "default": [],
+    "type": Path,
+    "metavar": "FILE",
+    "help": "files treated as open beside FILE: sources of extra context",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     engine = engine_options()
     serving = argparse.ArgumentParser(add_help=False)
@@ -208,11 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument(
         "--middle", action="store_true", help=f"with {FILL_ME}: print only what fills it"
     )
+    complete.add_argument("--with", dest="others", **WITH)
     prompt = commands.add_parser(
         "prompt", parents=[engine], help="print the prompt the model would get (no weights needed)"
     )
     prompt.add_argument("cursor", metavar="FILE[:LINE:COL]", help=CURSOR_HELP)
     prompt.add_argument("--format", default="text", choices=["text", "ids"])
+    prompt.add_argument("--with", dest="others", **WITH)
     return parser
 
 
@@ -225,7 +239,7 @@ def run_prompt(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     source = read_source(args.cursor)
     tokenizer = load_tokenizer(settings.model)
-    request = _request(settings, source)
+    request = _request(settings, source, args.others)
     positions = declared_positions(settings.model)
     if positions is not None:  # the window `complete` would use
         try:
@@ -259,7 +273,7 @@ def run_complete(args: argparse.Namespace) -> int:
     finally:
         bar.finish()
     loaded_s = time.perf_counter() - started
-    request = _request(settings, source)
+    request = _request(settings, source, args.others)
     infill = complete(
         loaded, request, CachedSequence(), LineTokenCounter(loaded.tokenizer), lambda: False
     )
@@ -297,8 +311,25 @@ class DownloadBar:
             print(file=sys.stderr)
 
 
-def _request(settings: Settings, source: Source) -> InfillRequest:
-    return InfillRequest.at(settings, source.lines, source.line, source.column, source.eol)
+def _request(settings: Settings, source: Source, others: list[Path]) -> InfillRequest:
+    from .extra_context import ExtraContext, OpenFile, choose_snippets, comment_marker
+
+    files = [
+        OpenFile(str(path.resolve()), _shown(path), tuple(read_cursor(Cursor(path, 0, 0)).lines))
+        for path in others
+        if path.resolve() != source.path.resolve()
+    ]
+    extra = ExtraContext(
+        choose_snippets(source.lines, source.line, files, settings.extra_context_tokens),
+        comment_marker("", str(source.path)),
+    )
+    return InfillRequest.at(settings, source.lines, source.line, source.column, source.eol, extra)
+
+
+def _shown(path: Path) -> str:
+    """A path as the prompt names it: relative to the working folder if under it."""
+    absolute, here = path.resolve(), Path.cwd()
+    return absolute.relative_to(here).as_posix() if absolute.is_relative_to(here) else str(absolute)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -15,7 +15,9 @@ import os
 import sys
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -36,12 +38,21 @@ from pygls.protocol import (
     LanguageServerProtocol,
     lsp_method,
 )
+from pygls.uris import to_fs_path
 
 from . import __version__
 from .context_window import BLOCK_LINES
 from .document import Encoding, TextDocument
 from .engine.infill import InfillRequest, new_tokens_room
 from .engine.worker import Job, LoadEvent, Outcome, Worker
+from .extra_context import (
+    ExtraContext,
+    OpenFile,
+    StableChoice,
+    choose_snippets,
+    comment_marker,
+)
+from .git_ignore import GitIgnored
 from .language_ids import lsp_language_id
 from .replies import completion_items, inline_items, word_start
 from .reuse import RecentSuggestions, context_at
@@ -53,6 +64,8 @@ log = logging.getLogger(__name__)
 STATS = "codellama/stats"
 PROMPT = "codellama/prompt"
 SETTINGS_SECTION = "codellama"
+RECENTLY_CLOSED = 8
+"""Closed documents whose text stays a source of extra context, the most recent first."""
 
 
 @attrs.define
@@ -216,6 +229,9 @@ class CodeLlamaServer(LanguageServer):
         self.base_settings = base
         self.settings = base
         self.documents: dict[str, TextDocument] = {}
+        self.closed: OrderedDict[str, TextDocument] = OrderedDict()
+        self.git_ignored = GitIgnored()
+        self.extra_choice = StableChoice()
         self.worker: Worker | None = None
         self._progress: asyncio.Task[str | None] | None = None
         self.encoding: Encoding = "utf-16"
@@ -426,8 +442,52 @@ class CodeLlamaServer(LanguageServer):
             current = lines[line - first]
             lines[line - first] = current[:start] + text + current[column:]
             column = start + len(text)
-        request = InfillRequest.at(self.settings, lines, line - first, column, document.eol())
+        extra = self.extra_context_at(document, line)
+        request = InfillRequest.at(
+            self.settings, lines, line - first, column, document.eol(), extra
+        )
         return request, first
+
+    def extra_context_at(self, document: TextDocument, line: int) -> ExtraContext | None:
+        """Snippets of the other open and recently closed files, kept while typing in one place."""
+        budget = self.settings.extra_context_tokens
+        if budget == 0:
+            return None
+        others = [
+            other
+            for other in [*self.documents.values(), *reversed(self.closed.values())]
+            if other.uri != document.uri and self._may_share(other)
+        ]
+        key = (document.uri, budget, tuple((other.uri, other.version) for other in others))
+
+        def choose() -> ExtraContext:
+            files = [
+                OpenFile(other.uri, self._shown_path(other.uri), tuple(other.lines))
+                for other in others
+            ]
+            return ExtraContext(
+                choose_snippets(document.lines, line, files, budget),
+                comment_marker(document.language_id, document.uri),
+            )
+
+        return self.extra_choice.get(key, line, time.monotonic(), choose)
+
+    def _may_share(self, document: TextDocument) -> bool:
+        """Whether a document's text may go into another's prompt: not excluded, not git-ignored."""
+        if not self.settings.language_enabled(document.language_id):
+            return False
+        path = to_fs_path(document.uri) if document.uri.startswith("file:") else None
+        return path is None or not self.git_ignored(Path(path))
+
+    def _shown_path(self, uri: str) -> str:
+        """A file's path as the prompt names it: relative to the workspace's root if under it."""
+        path = to_fs_path(uri) if uri.startswith("file:") else None
+        if path is None:
+            return uri
+        root = self.workspace.root_path
+        if root and Path(path).is_relative_to(root):
+            return Path(path).relative_to(root).as_posix()
+        return path
 
     async def complete(
         self,
@@ -521,6 +581,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
         item = params.text_document
         language_id = lsp_language_id(item.language_id)
         ls.documents[item.uri] = TextDocument(item.uri, language_id, item.version, item.text)
+        ls.closed.pop(item.uri, None)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CodeLlamaServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -554,7 +615,11 @@ def create_server(base: Settings) -> CodeLlamaServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CodeLlamaServer, params: types.DidCloseTextDocumentParams) -> None:
-        ls.documents.pop(params.text_document.uri, None)
+        closed = ls.documents.pop(params.text_document.uri, None)
+        if closed is not None:
+            ls.closed[closed.uri] = closed
+            while len(ls.closed) > RECENTLY_CLOSED:
+                ls.closed.popitem(last=False)
         ls.recent.forget(params.text_document.uri)
         if ls.worker is not None:
             ls.worker.forget(params.text_document.uri)

@@ -89,6 +89,10 @@ class Settings:
     reuse_completions: bool = True
     """Answer from a recent suggestion when what was typed since matches it, without asking the
     model."""
+    extra_context_tokens: int = field(default=512, metadata={"min": 0, "max": 100_000})
+    """Tokens of the prompt for snippets of the other open (and recently closed) files, as
+    comments with their paths before the file's own text (`0`: none); at most half of the prompt.
+    Files turned off in `languages` and git-ignored files are never used."""
     trust_remote_code: bool = field(default=False, metadata={"command_line_only": True})
     """**Dangerous.** Runs Python code shipped with the checkpoint (its folder or hub page) on
     your machine: only for checkpoints you trust completely. Taken from the command line only."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..context_window import Window, fit_lines, window_lines
+from ..extra_context import ExtraContext, fit_snippets
 from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
 from ..prompt import (
     Order,
@@ -48,10 +49,19 @@ class InfillRequest:
     temperature: float
     token_healing: bool = True
     time_budget_s: float = 10.0
+    extra_context: ExtraContext | None = None
+    """Snippets of other files for the prompt's start, chosen by the caller (extra_context.py)."""
+    extra_context_tokens: int = 0
 
     @classmethod
     def at(
-        cls, settings: Settings, lines: Sequence[str], line: int, column: int, eol: str
+        cls,
+        settings: Settings,
+        lines: Sequence[str],
+        line: int,
+        column: int,
+        eol: str,
+        extra_context: ExtraContext | None = None,
     ) -> InfillRequest:
         """A request with the settings' prompt and generation options."""
         return cls(
@@ -65,6 +75,8 @@ class InfillRequest:
             temperature=settings.temperature,
             token_healing=settings.token_healing,
             time_budget_s=settings.time_budget_ms / 1000,
+            extra_context=extra_context,
+            extra_context_tokens=settings.extra_context_tokens,
         )
 
 
@@ -107,23 +119,29 @@ class LineTokenCounter:
 def prompt_for(
     tokenizer: FimTokenizer, request: InfillRequest, line_tokens: LineTokenCounter
 ) -> tuple[Window, list[int]]:
-    """The window around the cursor and its prompt, assembled from per-line token ids.
+    """The window around the cursor and its prompt: the extra context first, then the window.
 
-    Only the lines changed since the last keystroke are tokenized; a tokenizer with a piece
-    that spans a line break (not Code Llama's) gets the window tokenized whole.
+    The extra context takes at most half of the prompt's budget; the window gets the rest. The
+    prompt is assembled from per-line token ids, so a keystroke tokenizes only the lines it
+    changed; a tokenizer with a piece that spans a line break (not Code Llama's) gets the prompt
+    tokenized whole.
     """
+    extra_budget = min(request.extra_context_tokens, request.context_tokens // 2)
+    extra, extra_used = "", 0
+    if request.extra_context is not None:
+        extra, extra_used = fit_snippets(request.extra_context, extra_budget, line_tokens)
     lines, line, column = request.lines, request.line, request.column
-    first, end = fit_lines(lines, line, column, request.context_tokens, line_tokens)
+    first, end = fit_lines(lines, line, column, request.context_tokens - extra_used, line_tokens)
     prefix, suffix = window_lines(lines, line, column, first, end)
     window = Window("".join(prefix), "".join(suffix), first, end)
     if not tokenizer.lines_tokenize_alone:
         ids = build_prompt(
-            tokenizer, window.prefix, window.suffix, request.order, request.context_tokens
+            tokenizer, extra + window.prefix, window.suffix, request.order, request.context_tokens
         )
         return window, ids
     ids = assemble_prompt(
         tokenizer,
-        encode_lines(tokenizer, prefix, line_tokens.ids),
+        encode_lines(tokenizer, [*extra.splitlines(keepends=True), *prefix], line_tokens.ids),
         encode_infilling_lines(suffix, line_tokens.ids),
         request.order,
         request.context_tokens,
