@@ -11,7 +11,7 @@ import pytest
 from lsp_session import open_document, prompt_at, session
 from lsprotocol import types
 
-from codellama_lsp.engine.infill import InfillRequest, prompt_for
+from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
 from codellama_lsp.extra_context import (
     PAUSE_S,
     ExtraContext,
@@ -112,9 +112,7 @@ def test_the_prompt_starts_with_the_extra_context_within_its_budget():
     snippets = ExtraContext(choose_snippets(lines, 5, others, 200), "#")
     request = InfillRequest.at(settings, lines, 5, 11, "\n", snippets)
 
-    def count(text: str) -> int:
-        return len(tokenizer.encode_infilling(text))
-
+    count = LineTokenCounter(tokenizer)
     extra, used = fit_snippets(snippets, 200, count)
     assert extra and used <= 200
     window, ids = prompt_for(tokenizer, request, count)
