@@ -6,6 +6,7 @@ same path (and the benchmarks measure the path editors get).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -23,7 +24,11 @@ if TYPE_CHECKING:
     from .generation import CachedSequence
     from .model import LoadedModel
 
-LINE_COUNT_MEMO = 50_000
+LINE_COUNT_MEMO_BYTES = 8 * 2**20
+"""What the line-token memo may hold: a window of 100,000 tokens is well under 1 MiB of text, and
+one long line edited keystroke by keystroke adds a new entry of its whole length each time."""
+MEMO_ENTRY_BYTES = 120
+"""A memo entry's cost beyond its text: the dict slot, the count and the order links."""
 
 
 @dataclass(frozen=True)
@@ -77,15 +82,23 @@ class LineTokenCounter:
     def __init__(self, tokenizer: FimTokenizer) -> None:
         self._tokenizer = tokenizer
         self._memo: OrderedDict[str, int] = OrderedDict()
+        self.nbytes = 0
+        """What the memo holds, bounded by LINE_COUNT_MEMO_BYTES (oldest entries go first)."""
 
     def __call__(self, text: str) -> int:
         count = self._memo.get(text)
         if count is None:
             count = len(self._tokenizer.encode_infilling(text))
             self._memo[text] = count
-            if len(self._memo) > LINE_COUNT_MEMO:
-                self._memo.popitem(last=False)
+            self.nbytes += _entry_bytes(text)
+            while self.nbytes > LINE_COUNT_MEMO_BYTES:
+                oldest, _ = self._memo.popitem(last=False)
+                self.nbytes -= _entry_bytes(oldest)
         return count
+
+
+def _entry_bytes(text: str) -> int:
+    return sys.getsizeof(text) + MEMO_ENTRY_BYTES
 
 
 def prompt_for(
