@@ -225,6 +225,7 @@ def test_the_line_token_memo_is_bounded_by_bytes(monkeypatch):
     assert held < 2 * 2**20, held
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_worker_thread_that_died_is_started_again_and_counted():
     """`_run` catches every Exception; only a BaseException can end it, as this one does."""
     worker = Worker(lambda event: None)

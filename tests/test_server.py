@@ -310,6 +310,60 @@ async def test_typed_through_reuse(tiny_model_dir):
         assert (counted["reused"], counted["requests"]) == (1, 2)
 
 
+async def test_a_closed_document_keeps_nothing_not_even_an_answer_that_came_later(
+    tiny_model_dir,
+):
+    """A completion still waiting out its debounce when its document closes: no suggestion to
+    serve the reopened document from, and no KV cache of the closed one."""
+    options = {"model": str(tiny_model_dir), "maxNewTokens": 8, "debounceMs": 400}
+    async with session(options) as client:
+        cursor = types.Position(4, units("    " + LINE, "utf-16"))
+        far = "\n" * 80  # the edit below is out of reach of the suggestion's context
+        open_document(client, URI, f"{TEXT}{far}changed = False\n")
+        late = asyncio.ensure_future(
+            client.text_document_inline_completion_async(inline_params(URI, cursor, automatic=True))
+        )
+        await asyncio.sleep(0.15)  # submitted: it waits out its 400 ms debounce
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=URI))
+        )
+        assert not (await late).items
+        counted = await stats(client)
+        assert counted["cachedDocuments"] == 0
+
+        open_document(client, URI, f"{TEXT}{far}changed = True\n")
+        await client.text_document_inline_completion_async(inline_params(URI, cursor))
+        counted = await stats(client)
+        assert counted["reused"] == 0 and counted["completed"] == 1
+        assert counted["cachedDocuments"] == 1
+
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=URI))
+        )
+        for _ in range(100):  # the worker drops the cache between jobs
+            if (await stats(client))["cachedDocuments"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert (await stats(client))["cachedDocuments"] == 0
+
+
+async def test_completion_documentation_uses_one_line_ending():
+    """CRLF documents: the edit keeps "\\r\\n", the markdown documentation has "\\n" only
+    (Neovim shows each "\\r" as ^M). The shipped model completes a method body over lines."""
+    text = "class Point:\r\n    def __init__(self, x, y):\r\n"
+    async with session({"model": "tiny", "maxNewTokens": 24}) as client:
+        open_document(client, URI, text)
+        listed = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=URI), position=types.Position(2, 0)
+            )
+        )
+        (item,) = listed.items
+        assert "\r\n" in item.text_edit.new_text
+        unix = item.text_edit.new_text.replace("\r\n", "\n")
+        assert item.documentation.value == f"```python\n{unix}\n```"
+
+
 async def test_the_kv_cache_stays_within_its_bounds(tiny_model_dir):
     options = {"model": str(tiny_model_dir), "maxNewTokens": 2, "cacheDocuments": 3}
     async with session(options) as client:
