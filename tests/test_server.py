@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
 
@@ -236,6 +238,48 @@ async def test_exit_codes(tiny_model_dir, shutdown, code):
         server = client._server
         assert server is not None
         assert await asyncio.wait_for(server.wait(), 30) == code
+
+
+@pytest.mark.parametrize("send_exit", [False, True])
+def test_a_client_that_closes_the_pipe_after_shutdown_ends_the_server_quietly(
+    tiny_model_dir, tmp_path, send_exit
+):
+    """Neovim on a quick quit: `shutdown` (and `exit`), then its ends of the pipes closed before
+    it reads the reply. A normal end: exit code 0 (shutdown came), no traceback on stderr."""
+    options = {"model": str(tiny_model_dir)}
+    initialize = {"capabilities": {}, "initializationOptions": options}
+    later = [
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+    ]
+    if send_exit:
+        later.append({"jsonrpc": "2.0", "method": "exit"})
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "codellama_lsp"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        assert server.stdin is not None and server.stdout is not None
+        send = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize}
+        server.stdin.write(frame(send))
+        server.stdin.flush()
+        while server.stdout.readline() != b"\r\n":  # the reply's header: it was written
+            pass
+        server.stdout.close()  # the editor has gone: the shutdown reply finds the pipe closed
+        server.stdin.write(b"".join(map(frame, later)))
+        server.stdin.close()
+        assert server.wait(60) == 0
+    logged = stderr.read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in logged and "BrokenPipe" not in logged, logged
+
+
+def frame(message: dict[str, object]) -> bytes:
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 async def test_the_selected_popup_item_becomes_part_of_the_prefix(tiny_model_dir):
