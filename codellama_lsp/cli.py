@@ -333,8 +333,8 @@ def _shown(path: Path) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .framing import FrameReader
-    from .server import create_server, terminate
+    from .framing import FrameReader, PipeWriter
+    from .server import create_server
 
     logging.basicConfig(
         filename=args.log_file,
@@ -357,10 +357,14 @@ def run_serve(args: argparse.Namespace) -> int:
             raise UsageError(f"--tcp {args.tcp}: {error.strerror or error}") from None
         serve_tcp(server, listener)
     else:
-        # pygls only calls readline and read; FrameReader re-finds frames after bad ones.
-        server.start_io(stdin=FrameReader(sys.stdin.buffer))  # type: ignore[arg-type]
+        # pygls only calls readline and read; FrameReader re-finds frames after bad ones. A
+        # closed pipe is the client's end: the exit code is the one `exit` would have given.
+        server.start_io(
+            stdin=FrameReader(sys.stdin.buffer),  # type: ignore[arg-type]
+            stdout=PipeWriter(sys.stdout.buffer, server.end),  # type: ignore[arg-type]
+        )
     # The client went away without `exit`: leave without waiting for a model that is loading.
-    terminate(1)
+    server.end()
     return 1
 
 

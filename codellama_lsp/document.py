@@ -4,6 +4,11 @@ The server holds every open document and applies the client's incremental change
 10 MB file edited keystroke by keystroke must not be re-joined or re-split per keystroke. Lines
 and positions follow LSP 3.17: the only line terminators are "\\r\\n", "\\r" and "\\n" (unlike
 `str.splitlines`), and a position's character counts units of the negotiated encoding.
+
+JSON strings can carry lone surrogates, and a client may send the two halves of a pair in two
+edits. The document holds text as a UTF-16 editor does: halves side by side are one character
+(as a JSON reader joins them within one string), and a UTF-16 edit that lands between the halves
+of a character splits it, so the server's text stays the editor's whatever the edits.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ Encoding = Literal["utf-8", "utf-16", "utf-32"]
 _TERMINATOR = re.compile(r"(\r\n|\r|\n)")
 # In order of preference when two terminators are equally common.
 _TERMINATORS = ("\n", "\r\n", "\r")
+_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+"""A high surrogate followed by a low one: one character, not two."""
 
 
 def _split_lines(text: str) -> list[str]:
@@ -31,6 +38,22 @@ def _split_lines(text: str) -> list[str]:
     lines = [content + terminator for content, terminator in pairs]
     lines.append(parts[-1])
     return lines
+
+
+def _join_pairs(text: str) -> str:
+    """`text` with each pair of surrogate halves side by side made the one character they are."""
+    return _PAIR.sub(_joined, text) if _PAIR.search(text) else text
+
+
+def _joined(pair: re.Match[str]) -> str:
+    high, low = map(ord, pair[0])
+    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+
+
+def _halves(char: str) -> tuple[str, str]:
+    """The high and low surrogates that `char` (outside the BMP) is in UTF-16."""
+    high, low = divmod(ord(char) - 0x10000, 0x400)
+    return chr(0xD800 + high), chr(0xDC00 + low)
 
 
 def _count_terminators(text: str) -> Counter[str]:
@@ -46,32 +69,34 @@ def _terminator(line: str) -> str:
     return "\r" if line.endswith("\r") else ""
 
 
-def _column(text: str, character: int, encoding: Encoding) -> int:
-    """The code-point column of `character` units into `text`, clamped, rounded down.
+def _column(text: str, character: int, encoding: Encoding) -> tuple[int, bool]:
+    """The code-point column of `character` units into `text`, clamped, rounded down, and
+    whether it was rounded: the position fell between the two halves of a UTF-16 pair.
 
     Only `text[:character]` is encoded: every code point is at least one unit, so it covers the
     position, and the cost stays bounded by the position, not the line. "surrogatepass" keeps
-    lone surrogates (which JSON escapes can carry) from raising.
+    lone surrogates (which JSON escapes can carry) from raising; decoding cannot join two of
+    them, as the document never holds halves side by side.
     """
     prefix = text[:character]
     if encoding == "utf-32" or prefix.isascii():
-        return len(prefix)
+        return len(prefix), False
     if encoding == "utf-16":
         data = prefix.encode("utf-16-le", "surrogatepass")
         cut = 2 * character
         if len(data) <= cut:
-            return len(prefix)
+            return len(prefix), False
         # Little-endian: the high byte of unit i is data[2 * i + 1].
-        if 0xD8 <= data[cut - 1] <= 0xDB and 0xDC <= data[cut + 1] <= 0xDF:
-            cut -= 2
-        return len(data[:cut].decode("utf-16-le", "surrogatepass"))
+        inside = 0xD8 <= data[cut - 1] <= 0xDB and 0xDC <= data[cut + 1] <= 0xDF
+        cut -= 2 * inside
+        return len(data[:cut].decode("utf-16-le", "surrogatepass")), inside
     data = prefix.encode("utf-8", "surrogatepass")
     cut = character
     if len(data) <= cut:
-        return len(prefix)
+        return len(prefix), False
     while data[cut] & 0xC0 == 0x80:  # a continuation byte: inside a character
         cut -= 1
-    return len(data[:cut].decode("utf-8", "surrogatepass"))
+    return len(data[:cut].decode("utf-8", "surrogatepass")), False
 
 
 def _units(prefix: str, encoding: Encoding) -> int:
@@ -108,6 +133,7 @@ class TextDocument:
         self.version = version
         self.in_step = True
         """False after a change was refused, until the editor sends the whole text again."""
+        text = _join_pairs(text)
         self.lines: list[str] = _split_lines(text)
         # Terminator counts, updated per edit so that `eol()` need not scan the document.
         self._terminators = _count_terminators(text)
@@ -140,19 +166,30 @@ class TextDocument:
         Only the lines the range touches are re-split and replaced, plus the line before when
         it ends in a lone "\\r" and the new text starts with "\\n": the two then form one "\\r\\n"
         terminator. (No such merge can happen at the far end: the replaced region ends with a
-        whole terminator or with the end of the document.)
+        whole terminator or with the end of the document.) A UTF-16 range end between the
+        halves of a character splits it, as it does in the editor; elsewhere a range end inside
+        a character means its start, as in `location`.
         """
         if isinstance(change, types.TextDocumentContentChangeWholeDocument):
-            self.lines = _split_lines(change.text)
-            self._terminators = _count_terminators(change.text)
+            text = _join_pairs(change.text)
+            self.lines = _split_lines(text)
+            self._terminators = _count_terminators(text)
             return
         problem = _range_problem(change)
         if problem is not None:
             raise ValueError(problem)
         start, end = change.range.start, change.range.end
-        first, start_column = self.location(start, encoding)
-        last, end_column = self.location(end, encoding)
-        region = self.lines[first][:start_column] + change.text + self.lines[last][end_column:]
+        if (end.line, end.character) < (start.line, start.character):
+            raise ValueError(f"range end {end} is before its start {start}")
+        first, start_column, start_inside = self._locate(start, encoding)
+        last, end_column, end_inside = self._locate(end, encoding)
+        head = self.lines[first][:start_column]
+        tail = self.lines[last][end_column:]
+        if start_inside:
+            head += _halves(self.lines[first][start_column])[0]
+        if end_inside:
+            tail = _halves(tail[0])[1] + tail[1:]
+        region = _join_pairs(head + change.text + tail)
         if first > 0 and region.startswith("\n") and self.lines[first - 1].endswith("\r"):
             first -= 1
             region = self.lines[first] + region
@@ -171,12 +208,18 @@ class TextDocument:
         means the end of the document, and a position inside a character (a surrogate pair,
         a UTF-8 sequence) means the start of that character.
         """
+        line, column, _ = self._locate(position, encoding)
+        return line, column
+
+    def _locate(self, position: types.Position, encoding: Encoding) -> tuple[int, int, bool]:
+        """`location`, and whether the position fell between the halves of a UTF-16 pair."""
         if position.line < 0 or position.character < 0:
             raise ValueError(f"negative position {position}")
         if position.line >= len(self.lines):
             last = len(self.lines) - 1
-            return last, len(self.lines[last])
-        return position.line, _column(self.line_text(position.line), position.character, encoding)
+            return last, len(self.lines[last]), False
+        text = self.line_text(position.line)
+        return position.line, *_column(text, position.character, encoding)
 
     def position(self, line: int, column: int, encoding: Encoding) -> types.Position:
         """The `Position` of code-point `column` in `line`; raises ValueError when out of range."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import BinaryIO
 
 log = logging.getLogger(__name__)
@@ -114,3 +115,32 @@ def _length(value: bytes) -> int | None:
             return length
     log.warning("ignored a frame with Content-Length %r", value[:32])
     return None
+
+
+class PipeWriter:
+    """The server's stdout for pygls: a client that closed its end has gone, which is an end.
+
+    An editor may close the pipe without reading the last replies (Neovim does on a quick quit,
+    right after `shutdown`). pygls would log a traceback for each write and raise it into the
+    handler; here the first write that finds the pipe closed calls `on_closed`, which ends the
+    server quietly.
+    """
+
+    def __init__(self, stream: BinaryIO, on_closed: Callable[[], None]) -> None:
+        self._stream = stream
+        self._on_closed = on_closed
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._stream.write(data)
+        except BrokenPipeError:
+            self._on_closed()
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._on_closed()
+
+    def close(self) -> None:
+        self._stream.close()

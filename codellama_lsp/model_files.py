@@ -7,6 +7,7 @@ and every way this can fail becomes one message a user can act on.
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 from .download_progress import Progress, reporting_tqdm
@@ -24,7 +25,13 @@ def resolve_model_folder(
     model: str, patterns: tuple[str, ...], progress: Progress | None = None
 ) -> Path:
     """A local folder holding `model`'s files that match `patterns` (downloaded if need be,
-    reporting the bytes to `progress`)."""
+    reporting the bytes to `progress`), each of them a regular file."""
+    folder = _find_folder(model, patterns, progress)
+    _refuse_special_files(folder, patterns)
+    return folder
+
+
+def _find_folder(model: str, patterns: tuple[str, ...], progress: Progress | None) -> Path:
     if model in SHIPPED_MODELS:
         folder = SHIPPED_MODELS[model]
         if not (folder / "config.json").is_file():
@@ -36,6 +43,36 @@ def resolve_model_folder(
     if not _is_hub_id(model):
         raise ModelFilesError(f"{model}: no such folder")
     return _download(model, patterns, progress)
+
+
+def _refuse_special_files(folder: Path, patterns: tuple[str, ...]) -> None:
+    """Refuse, before anything opens them, model files that are not regular files.
+
+    A FIFO or a device never ends: the loaders would block on it (safetensors and tokenizers
+    while holding the GIL, which freezes the whole server). Links to regular files are fine.
+    """
+    for pattern in patterns:
+        for path in sorted(folder.glob(pattern)):
+            try:
+                mode = path.stat().st_mode
+            except OSError as error:
+                raise ModelFilesError(f"cannot read {path}: {error.strerror}") from error
+            if not stat.S_ISREG(mode):
+                raise ModelFilesError(
+                    f"cannot load {path}: it is {_kind(mode)}, not a regular file"
+                )
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def _is_hub_id(model: str) -> bool:

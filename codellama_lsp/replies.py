@@ -31,7 +31,9 @@ def completion_items(
     """One item whose edit replaces the word before the cursor with itself plus the completion.
 
     Covering the word (not an empty range) lets every client filter and sort the item like its
-    own; `isIncomplete` makes the client ask again as the user types on.
+    own; `isIncomplete` makes the client ask again as the user types on. The edit keeps the
+    document's line endings; the documentation, markdown the client renders, uses "\n" only
+    (a "\r" would show as `^M` in Neovim).
     """
     if not text.strip():
         return types.CompletionList(is_incomplete=True, items=[])
@@ -40,12 +42,13 @@ def completion_items(
     label = first_line.strip()
     if len(label) > LABEL_LENGTH:
         label = label[: LABEL_LENGTH - 1] + "…"
+    shown = new_text.replace("\r\n", "\n").replace("\r", "\n")
     item = types.CompletionItem(
         label=label,
         kind=types.CompletionItemKind.Text,
         detail="Code Llama",
         documentation=types.MarkupContent(
-            kind=types.MarkupKind.Markdown, value=f"```{language_id}\n{new_text}\n```"
+            kind=types.MarkupKind.Markdown, value=f"```{language_id}\n{shown}\n```"
         ),
         filter_text=new_text.split("\n", 1)[0].rstrip("\r") or label,
         sort_text="0",

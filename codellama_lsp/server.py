@@ -9,6 +9,7 @@ while the model loads awaits the load first, in the same cancellable way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -311,6 +312,12 @@ class CodeLlamaServer(LanguageServer):
         )
         self.client_register_capability(types.RegistrationParams(registrations=[registration]))
 
+    def end(self) -> None:
+        """End the process now, 0 after `shutdown` and 1 without, as the spec says of `exit`."""
+        if self.worker is not None:
+            self.worker.stop()
+        terminate(0 if self.shut_down else 1)
+
     def report_server_error(self, error: Exception, source: type[Exception]) -> None:
         """Log, rather than pop up as pygls does, errors outside any request: a client's junk.
 
@@ -508,7 +515,8 @@ class CodeLlamaServer(LanguageServer):
         outcome = await self.run(document.uri, request, debounce)
         if outcome.infill is None:
             return None
-        if typed is None:
+        if typed is None and self.documents.get(document.uri) is document:
+            # Only while this opening of the document lasts: one closed meanwhile keeps nothing.
             self.recent.remember(document.uri, context, outcome.infill.text)
         return outcome.infill.text
 
@@ -532,8 +540,9 @@ class CodeLlamaServer(LanguageServer):
 
 def terminate(code: int) -> None:
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a pipe the client closed, say
+            stream.flush()
     os._exit(code)
 
 
@@ -716,8 +725,6 @@ def create_server(base: Settings) -> CodeLlamaServer:
         The process ends here rather than through interpreter teardown, which a loader thread
         still inside torch or transformers can turn into a crash with another exit code.
         """
-        if ls.worker is not None:
-            ls.worker.stop()
-        terminate(0 if ls.shut_down else 1)
+        ls.end()
 
     return server

@@ -244,6 +244,27 @@ def test_edit_inside_a_utf8_sequence_rounds_both_ends_down():
     assert document.text == "-字"
 
 
+def test_surrogate_halves_sent_in_two_edits_become_one_character():
+    """The halves of 😀 typed after 🎉 as two edits, then more edits on the line (utf-16)."""
+    document = doc("🎉")
+    edit(document, (0, 2), (0, 2), "\ud83d")
+    edit(document, (0, 3), (0, 3), "\ude00")
+    edit(document, (0, 4), (0, 4), "Z")
+    edit(document, (0, 5), (0, 5), "xy")
+    assert document.text == "🎉😀Zxy"
+    assert document.position(0, 3, "utf-16") == pos(0, 5)
+
+
+def test_a_utf16_edit_between_the_halves_of_a_character_splits_it():
+    document = doc("a😀b")
+    edit(document, (0, 2), (0, 2), "Z")
+    assert document.text == "a\ud83dZ\ude00b"
+    edit(document, (0, 2), (0, 3), "")
+    assert document.text == "a😀b"
+    edit(document, (0, 2), (0, 4), "")  # from inside the pair to after the b
+    assert document.text == "a\ud83d"
+
+
 def test_lone_surrogates_do_not_raise():
     document = doc("a\ud83dbc")
     assert document.location(pos(0, 2), "utf-16") == (0, 2)
@@ -301,6 +322,9 @@ def test_position_out_of_the_document_raises(line, column):
 PIECES = (
     "😀",
     "🎉",
+    "\ud83d",  # the halves of 😀 and 🎉, alone
+    "\ude00",
+    "\udf89",
     "e\u0301",
     "漢字",
     "é",
@@ -335,9 +359,45 @@ def ref_lines(text: str) -> list[str]:
 
 
 def ref_width(char: str, encoding: str) -> int:
-    return {"utf-8": len(char.encode("utf-8")), "utf-16": 1 + (ord(char) > 0xFFFF), "utf-32": 1}[
-        encoding
-    ]
+    utf8 = len(char.encode("utf-8", "surrogatepass"))
+    return {"utf-8": utf8, "utf-16": 1 + (ord(char) > 0xFFFF), "utf-32": 1}[encoding]
+
+
+def ref_utf16(text: str) -> bytes:
+    return text.encode("utf-16-le", "surrogatepass")
+
+
+def ref_text(utf16: bytes) -> str:
+    """Text from UTF-16 code units, as a UTF-16 editor reads them: halves side by side join."""
+    return utf16.decode("utf-16-le", "surrogatepass")
+
+
+def ref_edit(text: str, start: types.Position, end: types.Position, new: str, encoding: str) -> str:
+    """`text` after the edit, as the editor has it.
+
+    A UTF-16 editor edits code units, so a range end between the halves of a character splits
+    it; in the other encodings a range end inside a character means its start.
+    """
+    if encoding != "utf-16":
+        edited = (
+            text[: ref_offset(text, start, encoding)]
+            + new
+            + text[ref_offset(text, end, encoding) :]
+        )
+        return ref_text(ref_utf16(edited))
+    units = ref_utf16(text)
+    first, last = ref_unit_offset(text, start), ref_unit_offset(text, end)
+    return ref_text(units[: 2 * first] + ref_utf16(new) + units[2 * last :])
+
+
+def ref_unit_offset(text: str, position: types.Position) -> int:
+    """The UTF-16 unit offset of `position`, clamped to its line, never rounded."""
+    lines = ref_lines(text)
+    if position.line >= len(lines):
+        return len(ref_utf16(text)) // 2
+    before = len(ref_utf16("".join(lines[: position.line]))) // 2
+    width = len(ref_utf16(lines[position.line].rstrip("\r\n"))) // 2
+    return before + min(position.character, width)
 
 
 def ref_offset(text: str, position: types.Position, encoding: str) -> int:
@@ -374,11 +434,25 @@ def ref_eol(text: str) -> str:
     return max(counts, key=counts.__getitem__)
 
 
+def ref_inside_pairs(text: str) -> list[types.Position]:
+    """Every UTF-16 position between the halves of a character."""
+    inside = []
+    for number, line in enumerate(ref_lines(text)):
+        units = 0
+        for char in line.rstrip("\r\n"):
+            if ord(char) > 0xFFFF:
+                inside.append(pos(number, units + 1))
+            units += ref_width(char, "utf-16")
+    return inside
+
+
 def draw_position(data: st.DataObject, text: str, encoding: str) -> types.Position:
-    """Mostly a boundary position; else any, maybe inside a character or past the end."""
+    """Mostly a boundary position (or, in UTF-16, one inside a pair); else any, maybe inside a
+    character or past the end."""
     boundaries = ref_boundaries(text, encoding)
     if data.draw(st.integers(0, 4)):
-        return data.draw(st.sampled_from(boundaries))
+        inside = ref_inside_pairs(text) if encoding == "utf-16" else []
+        return data.draw(st.sampled_from(boundaries + inside))
     line_count = len(ref_lines(text))
     widest = max(position.character for position in boundaries)
     return pos(data.draw(st.integers(0, line_count)), data.draw(st.integers(0, widest + 2)))
@@ -389,7 +463,7 @@ def draw_position(data: st.DataObject, text: str, encoding: str) -> types.Positi
 @given(initial=st.lists(st.sampled_from(PIECES), max_size=30).map("".join), data=st.data())
 def test_random_edits_match_a_naive_reference(encoding, initial, data):
     document = doc(initial)
-    reference = initial
+    reference = ref_text(ref_utf16(initial))
     for _ in range(EDITS_PER_EXAMPLE):
         start, end = sorted(
             (draw_position(data, reference, encoding) for _ in range(2)),
@@ -400,11 +474,7 @@ def test_random_edits_match_a_naive_reference(encoding, initial, data):
             range=types.Range(start=start, end=end), text=new_text
         )
         document.apply_change(change, encoding)
-        reference = (
-            reference[: ref_offset(reference, start, encoding)]
-            + new_text
-            + reference[ref_offset(reference, end, encoding) :]
-        )
+        reference = ref_edit(reference, start, end, new_text, encoding)
         assert document.text == reference
         assert document.lines == ref_lines(reference)
         assert document.eol() == ref_eol(reference)

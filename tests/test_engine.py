@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 import sysconfig
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 import torch
 
 from codellama_lsp.document import TextDocument
+from codellama_lsp.engine import infill
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
 from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete, fit_to_model
 from codellama_lsp.engine.model import load_model
 from codellama_lsp.engine.prompt_lookup import MAX_DRAFT
+from codellama_lsp.engine.worker import Worker
 from codellama_lsp.settings import Settings
+from codellama_lsp.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +210,39 @@ def test_the_window_leaves_room_for_the_answer_in_the_models_positions():
     assert (cut.max_new_tokens, cut.context_tokens) == (20 - 16 - 1, 16)
     with pytest.raises(ValueError, match="no room"):
         fit_to_model(asked, 17)
+
+
+def test_the_line_token_memo_is_bounded_by_bytes(monkeypatch):
+    """One long line edited keystroke by keystroke adds its whole length to the memo each time."""
+    monkeypatch.setattr(infill, "LINE_COUNT_MEMO_BYTES", 2**20)
+    counter = LineTokenCounter(load_tokenizer("tiny"))
+    line = "total = compute(value) + " * 4000  # 100 KB
+    tracemalloc.start()
+    try:
+        for keystroke in range(40):  # 4 MB of distinct lines
+            assert counter(f"{line}{keystroke}") > 0
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert counter.nbytes <= 2**20
+    assert held < 2 * 2**20, held
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_worker_thread_that_died_is_started_again_and_counted():
+    """`_run` catches every Exception; only a BaseException can end it, as this one does."""
+    worker = Worker(lambda event: None)
+    try:
+        worker._post(sys.exit)
+        for _ in range(100):
+            if not worker._thread.is_alive():
+                break
+            time.sleep(0.05)
+        assert not worker._thread.is_alive()
+        lines, line, column = typing_trace()[0]
+        job = worker.submit("file:///t.py", request(lines, line, column), 0.0)
+        assert job.future.result(10).status == "not-ready"  # no model: answered at once
+        assert worker._thread.is_alive()
+        assert worker.stats()["workerRestarts"] == 1
+    finally:
+        worker.stop()

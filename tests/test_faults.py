@@ -23,9 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lsp_session import capabilities, inline_params, open_document, ready, session, stats
+from lsp_session import (
+    capabilities,
+    inline_params,
+    open_document,
+    prompt_at,
+    ready,
+    session,
+    stats,
+)
 from lsprotocol import types
 from model_factory import build_tokenizer
+from pygls.exceptions import JsonRpcRequestCancelled
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 URI = "file:///work/faults.py"
@@ -126,7 +135,67 @@ async def test_a_request_sent_while_a_broken_model_loads_is_answered_after_the_e
         assert (await stats(client))["notReady"] == 1
 
 
+# -- model files that are not regular files --------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("kind", ["FIFO", "folder"])
+async def test_weights_that_are_not_a_regular_file_are_refused(tiny_model_dir, tmp_path, kind):
+    """A FIFO never ends: safetensors would block on it holding the GIL, freezing the server."""
+    folder = tmp_path / "special-model"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.unlink()
+    os.mkfifo(weights) if kind == "FIFO" else weights.mkdir()
+    async with session({"model": str(folder), "maxNewTokens": 4}, wait_ready=False) as client:
+        message = await error_message(client)
+        assert f"cannot load {weights}: it is a {kind}" in message, message
+        counted = await asyncio.wait_for(stats(client), 30)
+        assert counted["model"] is None
+        await asyncio.wait_for(client.shutdown_async(None), 30)
+        client.exit(None)
+        assert client._server is not None
+        assert await asyncio.wait_for(client._server.wait(), 30) == 0
+
+
 # -- a failing worker -------------------------------------------------------------------------
+
+
+async def test_a_cancelled_waiting_prompt_request_leaves_the_worker_serving(tiny_model_dir):
+    """`codellama/prompt` cancelled while it waits behind a completion: when the worker reaches
+    it, its future is cancelled already; answering it must not end the worker."""
+    options = {"model": str(tiny_model_dir), "maxNewTokens": 2000, "debounceMs": 0}
+    async with session(options) as client:
+        open_document(client, URI, TEXT)
+        protocol = client.protocol
+        busy = protocol.send_request(
+            types.TEXT_DOCUMENT_INLINE_COMPLETION, inline_params(URI, END), msg_id="busy"
+        )
+        await asyncio.sleep(0.5)  # the worker is generating up to 2,000 tokens
+        where = {"line": END.line, "character": END.character}
+        waiting = protocol.send_request(
+            "codellama/prompt",
+            {"textDocument": {"uri": URI}, "position": where},
+            msg_id="waiting-prompt",
+        )
+        protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="waiting-prompt"))
+        with pytest.raises(JsonRpcRequestCancelled):
+            await asyncio.wait_for(asyncio.wrap_future(waiting), 30)
+        protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="busy"))
+        with pytest.raises(JsonRpcRequestCancelled):
+            await asyncio.wait_for(asyncio.wrap_future(busy), 30)
+
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"codellama": {"maxNewTokens": 4}})
+        )
+        answer = await asyncio.wait_for(
+            client.text_document_inline_completion_async(inline_params(URI, END)), 60
+        )
+        assert len(answer.items) == 1
+        shown = await asyncio.wait_for(prompt_at(client, URI, END), 60)
+        assert shown["text"].endswith("return math.pi * r")
+        counted = await stats(client)
+        assert counted["completed"] == 1 and counted["workerRestarts"] == 0
 
 
 async def test_an_exception_in_the_worker_is_shown_and_the_worker_goes_on(tmp_path, tiny_model_dir):

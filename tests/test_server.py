@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
 
@@ -276,6 +278,48 @@ async def test_exit_codes(tiny_model_dir, shutdown, code):
         assert await asyncio.wait_for(server.wait(), 30) == code
 
 
+@pytest.mark.parametrize("send_exit", [False, True])
+def test_a_client_that_closes_the_pipe_after_shutdown_ends_the_server_quietly(
+    tiny_model_dir, tmp_path, send_exit
+):
+    """Neovim on a quick quit: `shutdown` (and `exit`), then its ends of the pipes closed before
+    it reads the reply. A normal end: exit code 0 (shutdown came), no traceback on stderr."""
+    options = {"model": str(tiny_model_dir)}
+    initialize = {"capabilities": {}, "initializationOptions": options}
+    later = [
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        {"jsonrpc": "2.0", "id": 2, "method": "shutdown"},
+    ]
+    if send_exit:
+        later.append({"jsonrpc": "2.0", "method": "exit"})
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "codellama_lsp"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        assert server.stdin is not None and server.stdout is not None
+        send = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize}
+        server.stdin.write(frame(send))
+        server.stdin.flush()
+        while server.stdout.readline() != b"\r\n":  # the reply's header: it was written
+            pass
+        server.stdout.close()  # the editor has gone: the shutdown reply finds the pipe closed
+        server.stdin.write(b"".join(map(frame, later)))
+        server.stdin.close()
+        assert server.wait(60) == 0
+    logged = stderr.read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in logged and "BrokenPipe" not in logged, logged
+
+
+def frame(message: dict[str, object]) -> bytes:
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
 async def test_the_selected_popup_item_becomes_part_of_the_prefix(tiny_model_dir):
     async with session({"model": str(tiny_model_dir), "maxNewTokens": 6}) as client:
         open_document(client, URI, "def f(total):\n    name = caf")
@@ -346,6 +390,60 @@ async def test_typed_through_reuse(tiny_model_dir):
         )
         counted = await stats(client)
         assert (counted["reused"], counted["requests"]) == (1, 2)
+
+
+async def test_a_closed_document_keeps_nothing_not_even_an_answer_that_came_later(
+    tiny_model_dir,
+):
+    """A completion still waiting out its debounce when its document closes: no suggestion to
+    serve the reopened document from, and no KV cache of the closed one."""
+    options = {"model": str(tiny_model_dir), "maxNewTokens": 8, "debounceMs": 400}
+    async with session(options) as client:
+        cursor = types.Position(4, units("    " + LINE, "utf-16"))
+        far = "\n" * 80  # the edit below is out of reach of the suggestion's context
+        open_document(client, URI, f"{TEXT}{far}changed = False\n")
+        late = asyncio.ensure_future(
+            client.text_document_inline_completion_async(inline_params(URI, cursor, automatic=True))
+        )
+        await asyncio.sleep(0.15)  # submitted: it waits out its 400 ms debounce
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=URI))
+        )
+        assert not (await late).items
+        counted = await stats(client)
+        assert counted["cachedDocuments"] == 0
+
+        open_document(client, URI, f"{TEXT}{far}changed = True\n")
+        await client.text_document_inline_completion_async(inline_params(URI, cursor))
+        counted = await stats(client)
+        assert counted["reused"] == 0 and counted["completed"] == 1
+        assert counted["cachedDocuments"] == 1
+
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=URI))
+        )
+        for _ in range(100):  # the worker drops the cache between jobs
+            if (await stats(client))["cachedDocuments"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert (await stats(client))["cachedDocuments"] == 0
+
+
+async def test_completion_documentation_uses_one_line_ending():
+    """CRLF documents: the edit keeps "\\r\\n", the markdown documentation has "\\n" only
+    (Neovim shows each "\\r" as ^M). The shipped model completes a method body over lines."""
+    text = "class Point:\r\n    def __init__(self, x, y):\r\n"
+    async with session({"model": "tiny", "maxNewTokens": 24}) as client:
+        open_document(client, URI, text)
+        listed = await client.text_document_completion_async(
+            types.CompletionParams(
+                text_document=types.TextDocumentIdentifier(uri=URI), position=types.Position(2, 0)
+            )
+        )
+        (item,) = listed.items
+        assert "\r\n" in item.text_edit.new_text
+        unix = item.text_edit.new_text.replace("\r\n", "\n")
+        assert item.documentation.value == f"```python\n{unix}\n```"
 
 
 async def test_the_kv_cache_stays_within_its_bounds(tiny_model_dir):

@@ -6,6 +6,7 @@ same path (and the benchmarks measure the path editors get).
 
 from __future__ import annotations
 
+import sys
 import time
 from array import array
 from collections import OrderedDict
@@ -32,7 +33,11 @@ if TYPE_CHECKING:
     from .generation import CachedSequence
     from .model import LoadedModel
 
-LINE_COUNT_MEMO = 50_000
+LINE_COUNT_MEMO_BYTES = 8 * 2**20
+"""What the line-token memo may hold: a window of 100,000 tokens is well under 1 MiB of text, and
+one long line edited keystroke by keystroke adds a new entry of its whole length each time."""
+MEMO_ENTRY_BYTES = 120
+"""A memo entry's cost beyond its text and its ids: the dict slot and the order links."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class LineTokenCounter:
     def __init__(self, tokenizer: FimTokenizer) -> None:
         self._tokenizer = tokenizer
         self._memo: OrderedDict[str, array[int]] = OrderedDict()
+        self.nbytes = 0
+        """What the memo holds, bounded by LINE_COUNT_MEMO_BYTES (oldest entries go first)."""
 
     def __call__(self, text: str) -> int:
         return len(self.ids(text))
@@ -111,9 +118,15 @@ class LineTokenCounter:
         if ids is None:
             ids = array("I", self._tokenizer.encode_infilling(text))
             self._memo[text] = ids
-            if len(self._memo) > LINE_COUNT_MEMO:
-                self._memo.popitem(last=False)
+            self.nbytes += _entry_bytes(text, ids)
+            while self.nbytes > LINE_COUNT_MEMO_BYTES:
+                oldest, oldest_ids = self._memo.popitem(last=False)
+                self.nbytes -= _entry_bytes(oldest, oldest_ids)
         return ids
+
+
+def _entry_bytes(text: str, ids: array[int]) -> int:
+    return sys.getsizeof(text) + sys.getsizeof(ids) + MEMO_ENTRY_BYTES
 
 
 def prompt_for(

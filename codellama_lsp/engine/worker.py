@@ -9,14 +9,16 @@ generation. Loading happens on a separate thread, so prompts can be built while 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import itertools
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,7 +37,10 @@ from .infill import (
 )
 from .model import LoadedModel, ModelLoadError, load_model
 
+log = logging.getLogger(__name__)
+
 RECENT_REQUESTS = 64
+WORKER_DIED = "codellama-lsp: the model worker stopped unexpectedly and was started again"
 
 Status = Literal["completed", "superseded", "cancelled", "failed", "not-ready"]
 
@@ -77,6 +82,8 @@ class Job:
     submitted: float = 0.0
     cancelled_at: float | None = None
     """When the cancel flag was set: the worker reports how long it took to stop."""
+    forgotten: bool = False
+    """Its document was closed: whatever it computes is not kept."""
 
     def stop(self, superseded: bool) -> None:
         self.superseded = superseded
@@ -85,8 +92,7 @@ class Job:
         self.cancel.set()
 
     def resolve(self, outcome: Outcome) -> None:
-        if not self.future.done():
-            self.future.set_result(outcome)
+        _settle(self.future, outcome)
 
 
 @dataclass
@@ -103,6 +109,8 @@ class Stats:
     wasted_tokens: int = 0
     """Tokens generated for requests that were then superseded or cancelled."""
     cache_hits: int = 0
+    worker_restarts: int = 0
+    """Times the worker thread was found dead and started again (a bug: see the log)."""
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
     """One entry per finished job, newest last: what the benchmarks and status lines read."""
 
@@ -127,8 +135,7 @@ class Worker:
         self._cache_bytes = Settings.cache_megabytes * 2**20
         self._numbers = itertools.count(1)
         self._stats = Stats()
-        self._thread = threading.Thread(target=self._run, name="codellama-worker", daemon=True)
-        self._thread.start()
+        self._thread = self._start_thread()
 
     # -- called from the LSP thread -------------------------------------------------------
 
@@ -166,6 +173,7 @@ class Worker:
         now = time.monotonic()
         job = Job(key, request, due=now + delay_s, number=next(self._numbers), submitted=now)
         with self._cond:
+            self._revive()
             self._stats.requests += 1
             if not self.ready:
                 self._stats.not_ready += 1
@@ -196,7 +204,16 @@ class Worker:
         return future
 
     def forget(self, key: str) -> None:
-        """Drop a closed document's cache (on the worker thread, which owns it)."""
+        """Forget a closed document: its waiting job, its running one (which stops and keeps
+        nothing) and its cache (dropped on the worker thread, which owns it)."""
+        with self._cond:
+            pending = self._pending.pop(key, None)
+            if pending is not None:
+                self._stats.cancelled += 1
+                pending.resolve(Outcome("cancelled"))
+            if self._running is not None and self._running.key == key:
+                self._running.forgotten = True
+                self._running.stop(superseded=False)
         self._post(lambda: self._drop_sessions(key))
 
     def stats(self) -> dict[str, Any]:
@@ -214,6 +231,7 @@ class Worker:
                 "generatedTokens": stats.generated_tokens,
                 "wastedTokens": stats.wasted_tokens,
                 "cacheHits": stats.cache_hits,
+                "workerRestarts": stats.worker_restarts,
                 "cachedDocuments": self._cached[0],
                 "cacheBytes": self._cached[1],
                 "recent": list(stats.recent),
@@ -267,8 +285,29 @@ class Worker:
     def _post(self, task: Callable[[], None]) -> None:
         """Run `task` on the worker thread before the next completion."""
         with self._cond:
+            self._revive()
             self._tasks.append(task)
             self._cond.notify()
+
+    def _start_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name="codellama-worker", daemon=True)
+        thread.start()
+        return thread
+
+    def _revive(self) -> None:
+        """Start the worker thread again if something killed it (called with the lock held).
+
+        `_run` catches every Exception, so only a BaseException can end it; the job it was
+        running is answered as failed, and the rest of the state is the worker object's.
+        """
+        if self._stopped or self._thread.is_alive():
+            return
+        log.error("the worker thread had stopped: started again")
+        self._stats.worker_restarts += 1
+        if self._running is not None:
+            self._running.resolve(Outcome("failed", message=WORKER_DIED))
+            self._running = None
+        self._thread = self._start_thread()
 
     def _next_job(self) -> Job | Callable[[], None] | None:
         with self._cond:
@@ -287,12 +326,20 @@ class Worker:
             return None
 
     def _run(self) -> None:
+        """Nothing a task or a job does may end this loop: a failure is logged and answered."""
         while (job := self._next_job()) is not None:
             if not isinstance(job, Job):
-                job()
+                try:
+                    job()
+                except Exception as error:
+                    log.error("a worker task failed: %s", type(error).__name__, exc_info=True)
                 continue
             try:
                 self._complete(job)
+            except Exception as error:
+                log.error("a completion failed: %s", type(error).__name__, exc_info=True)
+                message = f"codellama-lsp: completion failed: {type(error).__name__}"
+                job.resolve(Outcome("failed", message=message))
             finally:
                 with self._cond:
                     self._running = None
@@ -300,18 +347,21 @@ class Worker:
     def _build_prompt(self, request: InfillRequest, future: Future[PromptView]) -> None:
         tokenizer, counter = self._tokenizer, self._counter
         if tokenizer is None or counter is None:
-            future.set_exception(TokenizerError("the tokenizer is not loaded yet"))
+            _settle(future, error=TokenizerError("the tokenizer is not loaded yet"))
+            return
+        if future.cancelled():  # `$/cancelRequest` came while it waited
             return
         try:
             if self._loaded is not None:  # the window the completion would use
                 request = fit_to_model(request, self._loaded.max_positions)
             window, ids = prompt_for(tokenizer, request, counter)
+            view = PromptView(
+                render_prompt(tokenizer, ids), ids, window.first_line, window.end_line
+            )
         except Exception as error:
-            future.set_exception(error)
+            _settle(future, error=error)
             return
-        future.set_result(
-            PromptView(render_prompt(tokenizer, ids), ids, window.first_line, window.end_line)
-        )
+        _settle(future, view)
 
     def _complete(self, job: Job) -> None:
         loaded, counter = self._loaded, self._counter
@@ -326,13 +376,13 @@ class Worker:
         try:
             infill = complete(loaded, job.request, state, counter, job.cancel.is_set)
         except Cancelled as cancelled:
-            self._keep(job.key, state, loaded)
+            self._keep(job, state, loaded)
             self._finish_cancelled(job, cancelled.generated)
             return
         except Exception as error:
             self._fail(job, error)
             return
-        self._keep(job.key, state, loaded)
+        self._keep(job, state, loaded)
         with self._cond:
             stats = self._stats
             stats.completed += 1
@@ -389,15 +439,17 @@ class Worker:
         with self._cond:
             setattr(self._stats, name, getattr(self._stats, name) + 1)
 
-    def _keep(self, key: str, state: CachedSequence, loaded: LoadedModel) -> None:
-        """Keep a document's cache, newest last, dropping the oldest beyond the limits.
+    def _keep(self, job: Job, state: CachedSequence, loaded: LoadedModel) -> None:
+        """Keep a job's document's cache, newest last, dropping the oldest beyond the limits.
 
         The byte budget never drops the cache just used (it already exists, and without it
         every keystroke would prefill the whole prompt again); `cacheDocuments` 0 does.
         """
         if loaded is not self._loaded:
             return  # another model was loaded meanwhile: this cache belongs to the old one
-        self._sessions[key] = state
+        if job.forgotten:
+            return  # its document was closed meanwhile
+        self._sessions[job.key] = state
         while len(self._sessions) > self._cache_documents or (
             len(self._sessions) > 1
             and sum(s.nbytes() for s in self._sessions.values()) > self._cache_bytes
@@ -417,6 +469,15 @@ class Worker:
         cached = (len(self._sessions), sum(s.nbytes() for s in self._sessions.values()))
         with self._cond:
             self._cached = cached
+
+
+def _settle(future: Future[Any], result: object = None, error: BaseException | None = None) -> None:
+    """Answer `future` unless it is answered or cancelled already (a cancel can come any time)."""
+    with contextlib.suppress(InvalidStateError):
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _is_out_of_memory(error: Exception) -> bool:
