@@ -181,23 +181,29 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from .engine.generation import CachedSequence
     from .engine.infill import LineTokenCounter, complete
-    from .engine.model import load_model
+    from .engine.interface import EngineUnavailable
+    from .engine.opening import open_engine
+    from .tokenizer import load_tokenizer
 
     settings = settings_from(args)
     cursor = parse_cursor(args.cursor)
     lines, eol = read_cursor(cursor)
     started = time.perf_counter()
-    loaded = load_model(settings)
-    loaded_s = time.perf_counter() - started
-    request = _request(settings, cursor, lines, eol)
-    infill = complete(
-        loaded, request, CachedSequence(), LineTokenCounter(loaded.tokenizer), lambda: False
-    )
+    tokenizer = load_tokenizer(settings.model)
+    engine = open_engine(settings, tokenizer)
+    try:
+        engine.connect()
+        loaded_s = time.perf_counter() - started
+        request = _request(settings, cursor, lines, eol)
+        infill = complete(engine, "cli", request, LineTokenCounter(tokenizer), lambda: False)
+    except EngineUnavailable as error:
+        raise UsageError(str(error)) from None
+    finally:
+        engine.close()
     sys.stdout.write(infill.text + "\n")
     print(
-        f"{loaded.description}: loaded in {loaded_s:.2f} s; {infill.prompt_tokens} prompt tokens, "
+        f"{engine.description}: ready in {loaded_s:.2f} s; {infill.prompt_tokens} prompt tokens, "
         f"{infill.generated} generated, first token {infill.first_token_s * 1000:.0f} ms, "
         f"total {infill.total_s * 1000:.0f} ms",
         file=sys.stderr,
@@ -240,14 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
-    from .engine.model import ModelLoadError
+    from .engine.interface import EngineSetupError
     from .model_files import ModelFilesError
     from .tokenizer import TokenizerError
 
     handlers = {"complete": run_complete, "prompt": run_prompt}
     try:
         return handlers.get(args.command, run_serve)(args)
-    except (UsageError, ModelLoadError, ModelFilesError, TokenizerError) as error:
+    except (UsageError, EngineSetupError, ModelFilesError, TokenizerError) as error:
         print(f"codellama-lsp: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

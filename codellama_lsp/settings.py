@@ -17,6 +17,7 @@ from .prompt import Order
 Device = str  # "auto", "cpu", "mps", "cuda" or "cuda:N"
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Quantization = Literal["none", "4bit", "8bit"]
+EngineKind = Literal["transformers", "llama.cpp", "openai"]
 
 DEFAULT_MODEL = "codellama/CodeLlama-7b-hf"
 
@@ -50,12 +51,23 @@ class Settings:
     """Answer from a recent suggestion when what was typed since matches it, without the model."""
     trust_remote_code: bool = False
     """Runs Python code from the model's folder or hub page: only for checkpoints you trust."""
+    engine: EngineKind = "transformers"
+    """Where generation runs: in this process, or on a llama.cpp or OpenAI-compatible server."""
+    engine_url: str = "http://127.0.0.1:8012"
+    """The server of a remote engine (for `openai`, with or without the trailing /v1)."""
+    engine_model: str = ""
+    """The served model's name, for `openai` (empty: the server's first model)."""
+    engine_api_key: str = field(default="", repr=False)
+    """Sent as `Authorization: Bearer`; else the CODELLAMA_LSP_API_KEY environment variable."""
 
     def language_enabled(self, language_id: str) -> bool:
         return self.languages.get(language_id, self.languages.get("*", True))
 
     def model_key(self) -> tuple[object, ...]:
         """What the loaded model depends on: a change here means loading it again."""
+        if self.engine != "transformers":
+            remote = (self.engine_url, self.engine_model, self.engine_api_key)
+            return (self.model, self.engine, *remote)
         return (self.model, self.device, self.dtype, self.quantization, self.trust_remote_code)
 
 
