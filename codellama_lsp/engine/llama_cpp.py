@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections import OrderedDict
+from contextlib import aclosing
 from typing import Any
 
 from ..settings import Settings
@@ -113,20 +114,22 @@ class LlamaCppEngine(RemoteEngine):
             "timings_per_token": True,
             **sampling(limits),
         }
-        async for event in self._events("/completion", body):
-            timings = event.get("timings")
-            if stream.prefilled is None and isinstance(timings, dict) and "prompt_n" in timings:
-                stream.prefilled = int(timings["prompt_n"])
-            for token in event.get("tokens") or ():
-                if not stream.first_token_s:
-                    stream.first_token_s = time.perf_counter() - stream.started
-                if token in limits.stop_ids:
-                    stream.stop_id = token
+        async with aclosing(self._events("/completion", body)) as events:
+            async for event in events:
+                timings = event.get("timings")
+                if stream.prefilled is None and isinstance(timings, dict) and "prompt_n" in timings:
+                    stream.prefilled = int(timings["prompt_n"])
+                for token in event.get("tokens") or ():
+                    if not stream.first_token_s:
+                        stream.first_token_s = time.perf_counter() - stream.started
+                    if token in limits.stop_ids:
+                        stream.stop_id = token
+                        return
+                    stream.ids.append(token)
+                    if len(stream.ids) >= limits.max_new_tokens or limits.should_stop(stream.ids):
+                        return
+                if event.get("stop"):
+                    if event.get("stop_type") == "eos":
+                        stream.stop_id = self.tokenizer.ids.eot
                     return
-                stream.ids.append(token)
-                if len(stream.ids) >= limits.max_new_tokens or limits.should_stop(stream.ids):
-                    return
-            if event.get("stop"):
-                if event.get("stop_type") == "eos":
-                    stream.stop_id = self.tokenizer.ids.eot
-                return
+        raise EngineUnavailable(f"the llama.cpp server at {self.url} ended the answer midway")

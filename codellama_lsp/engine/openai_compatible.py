@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import aclosing
 from typing import Any
 
 from ..settings import Settings
@@ -105,27 +106,34 @@ class OpenAIEngine(RemoteEngine):
             "stream_options": {"include_usage": True},
         }
         text = ""
-        async for event in self._events("/v1/completions", body):
-            usage = event.get("usage")
-            if isinstance(usage, dict) and "prompt_tokens" in usage:
-                cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-                stream.prefilled = int(usage["prompt_tokens"]) - int(cached)
-            for choice in event.get("choices") or ():
-                ids = choice.get("token_ids")
-                if ids is None:  # text only: encoded again, whole (merges can cross chunks)
-                    text += choice.get("text") or ""
-                    stream.ids[:] = self.tokenizer.encode_infilling(text)
-                for token in [] if ids is None else [int(i) for i in ids]:
-                    if token in limits.stop_ids:
-                        stream.stop_id = token
+        finished = False
+        async with aclosing(self._events("/v1/completions", body)) as events:
+            async for event in events:
+                usage = event.get("usage")
+                if isinstance(usage, dict) and "prompt_tokens" in usage:
+                    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+                    stream.prefilled = int(usage["prompt_tokens"]) - int(cached)
+                for choice in event.get("choices") or ():
+                    ids = choice.get("token_ids")
+                    if ids is None:  # text only: encoded again, whole (merges can cross chunks)
+                        text += choice.get("text") or ""
+                        stream.ids[:] = self.tokenizer.encode_infilling(text)
+                    for token in [] if ids is None else [int(i) for i in ids]:
+                        if token in limits.stop_ids:
+                            stream.stop_id = token
+                            return
+                        stream.ids.append(token)
+                    if stream.ids and not stream.first_token_s:
+                        stream.first_token_s = time.perf_counter() - stream.started
+                    if stream.ids and (
+                        len(stream.ids) >= limits.max_new_tokens or limits.should_stop(stream.ids)
+                    ):
                         return
-                    stream.ids.append(token)
-                if stream.ids and not stream.first_token_s:
-                    stream.first_token_s = time.perf_counter() - stream.started
-                if stream.ids and (
-                    len(stream.ids) >= limits.max_new_tokens or limits.should_stop(stream.ids)
-                ):
-                    return
-                if choice.get("finish_reason") == "stop":
-                    reason = choice.get("stop_reason")
-                    stream.stop_id = reason if isinstance(reason, int) else self.tokenizer.ids.eot
+                    finished = finished or bool(choice.get("finish_reason"))
+                    if choice.get("finish_reason") == "stop":
+                        reason = choice.get("stop_reason")
+                        stream.stop_id = (
+                            reason if isinstance(reason, int) else self.tokenizer.ids.eot
+                        )
+        if not finished:
+            raise EngineUnavailable(f"the server at {self.url} ended the answer midway")
