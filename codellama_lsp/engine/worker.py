@@ -220,8 +220,6 @@ class Worker:
                 self._running.stop(superseded=False)
             self._cond.notify()
         self._thread.join(timeout=5)
-        if self._engine is not None:
-            self._engine.close()
 
     # -- loading (its own thread) -----------------------------------------------------------
 
@@ -249,6 +247,12 @@ class Worker:
                 return
             self._engine = engine
         self._post(self._apply_cache_limits)
+        self._post(lambda: self._connect(engine))
+
+    def _connect(self, engine: Engine) -> None:
+        """On the worker thread, which owns the engine; before any completion runs on it."""
+        if engine is not self._engine:
+            return  # replaced meanwhile
         try:
             engine.connect()
         except EngineUnavailable as error:
@@ -295,6 +299,8 @@ class Worker:
             finally:
                 with self._cond:
                     self._running = None
+        if self._engine is not None:
+            self._engine.close()  # on this thread: a remote engine's event loop lives here
 
     def _build_prompt(self, request: InfillRequest, future: Future[PromptView]) -> None:
         tokenizer, counter, engine = self._tokenizer, self._counter, self._engine
