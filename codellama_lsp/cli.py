@@ -97,6 +97,16 @@ def engine_options() -> argparse.ArgumentParser:
         choices=["on", "off"],
         help="suffix-first: let a cursor mid-word re-choose the word's token (default on)",
     )
+    group.add_argument(
+        "--engine",
+        default="transformers",
+        choices=["transformers", "llama.cpp", "openai"],
+        help="where generation runs: in this process (default), or on a llama.cpp or "
+        "OpenAI-compatible server (then only the model's tokenizer is loaded); the API key is "
+        "read from $CODELLAMA_LSP_API_KEY",
+    )
+    group.add_argument("--engine-url", metavar="URL", help="the server of a remote engine")
+    group.add_argument("--engine-model", metavar="NAME", help="the served model's name (openai)")
     return parent
 
 
@@ -113,6 +123,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "maxNewTokens": args.max_new_tokens,
         "temperature": args.temperature,
         "tokenHealing": args.token_healing == "on",
+        "engine": args.engine,
+        "engineUrl": args.engine_url,
+        "engineModel": args.engine_model,
     }
     settings, problems = parse_settings(raw)
     if problems:
