@@ -109,8 +109,10 @@ class OpenAIEngine(RemoteEngine):
         finished = False
         async with aclosing(self._events("/v1/completions", body)) as events:
             async for event in events:
-                usage = event.get("usage")
-                if isinstance(usage, dict) and "prompt_tokens" in usage:
+                usage, timings = event.get("usage"), event.get("timings")
+                if isinstance(timings, dict) and "prompt_n" in timings:  # llama-server's
+                    stream.prefilled = int(timings["prompt_n"])
+                elif isinstance(usage, dict) and "prompt_tokens" in usage:
                     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
                     stream.prefilled = int(usage["prompt_tokens"]) - int(cached)
                 for choice in event.get("choices") or ():

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from ..settings import Settings
 from ..tokenizer import FimTokenizer
-from .interface import Engine, EngineSetupError
-
-__all__ = ["EngineSetupError", "open_engine"]
+from .interface import Engine
 
 
 def open_engine(settings: Settings, tokenizer: FimTokenizer) -> Engine:

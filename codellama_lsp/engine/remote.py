@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -166,7 +166,9 @@ class RemoteEngine:
         except ValueError:
             raise EngineUnavailable(f"{self.url}{path} did not answer JSON") from None
 
-    async def _events(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _events(
+        self, path: str, body: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The JSON objects of a server-sent event stream; errors as EngineUnavailable."""
         try:
             async with self._client.stream("POST", self.url + path, json=body) as response:

@@ -31,8 +31,8 @@ from .infill import (
     fit_to_model,
     prompt_for,
 )
-from .interface import Cancelled, Engine, EngineUnavailable
-from .opening import EngineSetupError, open_engine
+from .interface import Cancelled, Engine, EngineSetupError, EngineUnavailable
+from .opening import open_engine
 
 RECENT_REQUESTS = 64
 
