@@ -184,7 +184,8 @@ def report(args: Any, trace: Any, results: dict, crowd: dict, seconds: float) ->
             f"Model `{args.model}`; trace: {trace.source.name} line {trace.line + 1}, "
             f"{len(trace.region)} keystrokes every {args.interval_ms} ms, each followed by an "
             "automatic inline completion, pausing at the end of each word until the ghost text "
-            "arrives (the burst: 40 keys without pauses); contextTokens {args.context_tokens}, maxNewTokens "
+            "arrives (the burst: 40 keys without pauses); "
+            f"contextTokens {args.context_tokens}, maxNewTokens "
             f"{args.max_new_tokens}, token healing off (as remote engines have it).",
             "",
             "| engine | keystroke to ghost text p50 / p95 | prompt tokens evaluated per "
