@@ -195,7 +195,10 @@ def report(args: Any, trace: Any, results: dict, crowd: dict, seconds: float) ->
             "",
             "Prompt tokens evaluated: in-process, what the worker prefilled; remote, the "
             "server's own `timings.prompt_n` (llama.cpp) or `usage` less `cached_tokens` "
-            "(openai). Wasted tokens: generated for requests then superseded, as this side "
+            "(openai). llama-server reports `usage` on /v1/completions only at the end of an "
+            "answer: one the early stop closed counts as the whole prompt, so the openai row is "
+            "an upper bound (vLLM reports it on every chunk with `continuous_usage_stats`). "
+            "Wasted tokens: generated for requests then superseded, as this side "
             "received them (a server may have made a few more before it saw the stream close).",
             "",
             f"N editors (one language server each) typing the same trace at once into one "

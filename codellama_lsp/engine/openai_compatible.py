@@ -103,7 +103,7 @@ class OpenAIEngine(RemoteEngine):
             "return_token_ids": True,
             "skip_special_tokens": False,
             "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
         }
         text = ""
         finished = False

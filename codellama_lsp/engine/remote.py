@@ -15,8 +15,9 @@ import json
 import os
 import time
 from collections.abc import AsyncGenerator, Awaitable
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
@@ -175,15 +176,19 @@ class RemoteEngine:
                 if response.status_code >= 400:
                     text = (await response.aread()).decode("utf-8", "replace")
                     raise EngineUnavailable(self._status_problem(response.status_code, text))
-                async for line in response.aiter_lines():
-                    kind, _, data = line.partition(":")
-                    data = data.strip()
-                    if kind not in ("data", "error") or not data or data == "[DONE]":
-                        continue
-                    event = json.loads(data)
-                    if kind == "error" or (isinstance(event, dict) and "error" in event):
-                        raise EngineUnavailable(self._error_problem(event))
-                    yield event
+                # Closed here, not left to the garbage collector (which would schedule the
+                # close on this engine's loop when it is no longer running).
+                lines = cast("AsyncGenerator[str, None]", response.aiter_lines())
+                async with aclosing(lines):
+                    async for line in lines:
+                        kind, _, data = line.partition(":")
+                        data = data.strip()
+                        if kind not in ("data", "error") or not data or data == "[DONE]":
+                            continue
+                        event = json.loads(data)
+                        if kind == "error" or (isinstance(event, dict) and "error" in event):
+                            raise EngineUnavailable(self._error_problem(event))
+                        yield event
         except httpx.HTTPError as error:
             raise EngineUnavailable(self._transport_problem(error)) from None
         except json.JSONDecodeError:

@@ -146,6 +146,7 @@ class Worker:
             generation = self._load_generation
             old, self._engine = self._engine, None
             self._tokenizer = None
+            self._problem = None
         if old is not None:
             self._post(old.close)
         threading.Thread(
