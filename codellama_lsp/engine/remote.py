@@ -246,6 +246,9 @@ class RemoteEngine:
             if not task.done():
                 task.cancel()  # closes the stream's connection: the server stops the slot
                 await asyncio.gather(task, return_exceptions=True)
+            # Let the closes the garbage collector scheduled (httpx's inner generators) run
+            # now, while this loop runs: it runs only during calls.
+            await asyncio.sleep(0)
 
     def _transport_problem(self, error: httpx.HTTPError) -> str:
         if isinstance(error, httpx.ConnectError):
