@@ -235,7 +235,7 @@ class Quality:
 
 
 def quality(loaded, cases: list[Case], budget: int, max_new: int) -> Quality:
-    from codellama_lsp.engine.generation import CachedSequence
+    from codellama_lsp.engine.in_process import InProcessEngine
     from codellama_lsp.engine.infill import complete, fit_to_model, prompt_for
 
     count = LineTokenCounter(loaded.tokenizer)
@@ -254,7 +254,8 @@ def quality(loaded, cases: list[Case], budget: int, max_new: int) -> Quality:
             if snippets
             else 0
         )
-        infill = complete(loaded, request, CachedSequence(), count, lambda: False)
+        fresh = InProcessEngine(loaded, cache_documents=1, cache_bytes=2**40)
+        infill = complete(fresh, case.path, request, count, lambda: False)
         got = first_line(infill.text)
         exact.append(got.strip() == case.target.strip())
         similar.append(difflib.SequenceMatcher(None, got.strip(), case.target.strip()).ratio())
@@ -278,7 +279,7 @@ class Typing:
 
 def typing(loaded, cases: list[Case], budget: int, max_new: int) -> Typing:
     """Each case's line typed from the cursor one character at a time, as the server runs it."""
-    from codellama_lsp.engine.generation import CachedSequence
+    from codellama_lsp.engine.in_process import InProcessEngine
     from codellama_lsp.engine.infill import complete
 
     count = LineTokenCounter(loaded.tokenizer)
@@ -287,7 +288,7 @@ def typing(loaded, cases: list[Case], budget: int, max_new: int) -> Typing:
     )
     result = Typing([], [])
     for case in cases:
-        state, choice, clock = CachedSequence(), StableChoice(), 0.0
+        engine, choice, clock = InProcessEngine(loaded, 1, 2**40), StableChoice(), 0.0
         head = case.lines[case.line][: case.column]
         for typed in range(len(case.target) + 1):
             text = head + case.target[:typed]
@@ -304,7 +305,7 @@ def typing(loaded, cases: list[Case], budget: int, max_new: int) -> Typing:
                 )
             request = InfillRequest.at(settings, lines, case.line, len(text), "\n", snippets)
             started = time.perf_counter()
-            infill = complete(loaded, request, state, count, lambda: False)
+            infill = complete(engine, case.path, request, count, lambda: False)
             if typed:  # the first request is the file's first: a full prefill either way
                 result.prefill.append(infill.prefilled)
                 result.latency_ms.append((time.perf_counter() - started) * 1000)

@@ -359,13 +359,12 @@ class Completer:
             return Outcome(task, task.middle, seconds=time.perf_counter() - started)
         request = self.request(task)
         if self.mode == "model":
-            from codellama_lsp.engine.generation import CachedSequence
+            from codellama_lsp.engine.in_process import InProcessEngine
             from codellama_lsp.engine.infill import complete
 
             try:
-                infill = complete(
-                    self.loaded, request, CachedSequence(), self.counter, lambda: False
-                )
+                engine = InProcessEngine(self.loaded, cache_documents=0, cache_bytes=0)
+                infill = complete(engine, task.task_id, request, self.counter, lambda: False)
             except ValueError as error:  # a prompt too long for the model: the task fails
                 return Outcome(task, "", result=f"error: {error}")
             return Outcome(task, infill.text, seconds=infill.total_s, generated=infill.generated)

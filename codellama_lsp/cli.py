@@ -131,7 +131,8 @@ def engine_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("settings (the editor's settings override these)")
     for spec in setting_specs():
-        group.add_argument(spec.flag, **_flag_options(spec))
+        if not spec.secret:
+            group.add_argument(spec.flag, **_flag_options(spec))
     return parent
 
 
@@ -255,9 +256,10 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from .engine.generation import CachedSequence
     from .engine.infill import LineTokenCounter, complete
-    from .engine.model import load_model
+    from .engine.interface import EngineUnavailable
+    from .engine.opening import open_engine
+    from .tokenizer import load_tokenizer
 
     settings = settings_from(args)
     source = read_source(args.cursor)
@@ -268,22 +270,27 @@ def run_complete(args: argparse.Namespace) -> int:
         )
     started = time.perf_counter()
     bar = DownloadBar(settings.model)
+    tokenizer = load_tokenizer(settings.model)
     try:
-        loaded = load_model(settings, bar)
+        engine = open_engine(settings, tokenizer, bar)
     finally:
         bar.finish()
-    loaded_s = time.perf_counter() - started
-    request = _request(settings, source, args.others)
-    infill = complete(
-        loaded, request, CachedSequence(), LineTokenCounter(loaded.tokenizer), lambda: False
-    )
+    try:
+        engine.connect()
+        loaded_s = time.perf_counter() - started
+        request = _request(settings, source, args.others)
+        infill = complete(engine, "cli", request, LineTokenCounter(tokenizer), lambda: False)
+    except EngineUnavailable as error:
+        raise UsageError(str(error)) from None
+    finally:
+        engine.close()
     if source.around is not None and not args.middle:
         before, after = source.around
         sys.stdout.write(before + infill.text + after)
     else:
         sys.stdout.write(infill.text + "\n")
     print(
-        f"{loaded.description}: loaded in {loaded_s:.2f} s; {infill.prompt_tokens} prompt tokens, "
+        f"{engine.description}: ready in {loaded_s:.2f} s; {infill.prompt_tokens} prompt tokens, "
         f"{infill.generated} generated, first token {infill.first_token_s * 1000:.0f} ms, "
         f"total {infill.total_s * 1000:.0f} ms",
         file=sys.stderr,
@@ -372,14 +379,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
-    from .engine.model import ModelLoadError
+    from .engine.interface import EngineSetupError
     from .model_files import ModelFilesError
     from .tokenizer import TokenizerError
 
     handlers = {"complete": run_complete, "prompt": run_prompt}
     try:
         return handlers.get(args.command, run_serve)(args)
-    except (UsageError, ModelLoadError, ModelFilesError, TokenizerError) as error:
+    except (UsageError, EngineSetupError, ModelFilesError, TokenizerError) as error:
         print(f"codellama-lsp: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

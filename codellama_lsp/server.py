@@ -533,7 +533,7 @@ class CodeLlamaServer(LanguageServer):
         except asyncio.CancelledError:
             self.worker.cancel(job)
             raise
-        if outcome.status == "failed":
+        if outcome.status == "failed" and outcome.message:  # empty: the same failure again
             self.tell(types.MessageType.Error, outcome.message)
         return outcome
 

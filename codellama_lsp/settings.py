@@ -9,7 +9,8 @@ Editors send settings as camelCase JSON (`initializationOptions`, `workspace/did
 under the `codellama` section); the command line builds the same object. A bad value is reported
 and replaced by its default, on its own, so a typo in an editor's config never stops completion.
 Metadata keys: `min`/`max` (numbers), `pattern` (strings, matched whole), `command_line_only`
-(never taken from an editor, whose settings a cloned workspace may supply).
+(never taken from an editor, whose settings a cloned workspace may supply), `secret` (no
+command-line flag, which a process list would show, and never echoed in a message).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .prompt import Order
 
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Quantization = Literal["none", "4bit", "8bit"]
+EngineKind = Literal["transformers", "llama.cpp", "openai"]
 
 DEFAULT_MODEL = "codellama/CodeLlama-7b-hf"
 
@@ -96,12 +98,27 @@ class Settings:
     trust_remote_code: bool = field(default=False, metadata={"command_line_only": True})
     """**Dangerous.** Runs Python code shipped with the checkpoint (its folder or hub page) on
     your machine: only for checkpoints you trust completely. Taken from the command line only."""
+    engine: EngineKind = "transformers"
+    """Where generation runs: `transformers` in this process, or on a `llama.cpp` server or an
+    `openai`-compatible one (vLLM, SGLang, llama-server); for a server only the model's tokenizer
+    is loaded, never its weights."""
+    engine_url: str = "http://127.0.0.1:8012"
+    """The server of a remote engine (for `openai`, with or without the trailing `/v1`)."""
+    engine_model: str = ""
+    """The served model's name, for `openai` (empty: the server's first model)."""
+    engine_api_key: str = field(default="", repr=False, metadata={"secret": True})
+    """Sent as `Authorization: Bearer` to a remote engine, never logged; without it, the
+    `CODELLAMA_LSP_API_KEY` environment variable. No command-line flag: a process list would
+    show it."""
 
     def language_enabled(self, language_id: str) -> bool:
         return self.languages.get(language_id, self.languages.get("*", True))
 
     def model_key(self) -> tuple[object, ...]:
         """What the loaded model depends on: a change here means loading it again."""
+        if self.engine != "transformers":
+            remote = (self.engine_url, self.engine_model, self.engine_api_key)
+            return (self.model, self.engine, *remote)
         return (
             self.model,
             self.device,
@@ -133,6 +150,7 @@ class SettingSpec:
     maximum: float | None = None
     pattern: str | None = None
     command_line_only: bool = False
+    secret: bool = False
 
     @property
     def flag(self) -> str:
@@ -155,7 +173,7 @@ class SettingSpec:
         if self.kind in (int, float):
             return self._number(value)
         if self.kind is str:
-            if not isinstance(value, str) or not value.strip():
+            if not isinstance(value, str) or not (value.strip() or self.default == ""):
                 raise SettingError(f"{value!r} is not a non-empty string")
             if self.pattern is not None and not re.fullmatch(self.pattern, value.strip()):
                 raise SettingError(f"{value!r} does not match {self.pattern}")
@@ -229,6 +247,7 @@ def setting_specs() -> tuple[SettingSpec, ...]:
                 maximum=spec.metadata.get("max"),
                 pattern=spec.metadata.get("pattern"),
                 command_line_only=spec.metadata.get("command_line_only", False),
+                secret=spec.metadata.get("secret", False),
             )
         )
     return tuple(specs)
@@ -288,7 +307,8 @@ def parse_settings(
         try:
             changes[spec.name] = spec.convert(raw[key])
         except SettingError as problem:
-            problems.append(f"setting '{key}': {problem}; using {spec.default!r}")
+            shown = "not a string" if spec.secret else problem
+            problems.append(f"setting '{key}': {shown}; using {spec.default!r}")
             changes[spec.name] = copy.copy(spec.default)
     return dataclasses.replace(base, **changes), problems
 

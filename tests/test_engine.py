@@ -16,8 +16,9 @@ import torch
 from codellama_lsp.document import TextDocument
 from codellama_lsp.engine import infill
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
+from codellama_lsp.engine.in_process import InProcessEngine
 from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete, fit_to_model
-from codellama_lsp.engine.model import load_model
+from codellama_lsp.engine.model import LoadedModel, load_model
 from codellama_lsp.engine.prompt_lookup import MAX_DRAFT
 from codellama_lsp.engine.worker import Worker
 from codellama_lsp.settings import Settings
@@ -27,6 +28,13 @@ from codellama_lsp.tokenizer import load_tokenizer
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
     return load_model(Settings(model=str(tiny_model_dir)))
+
+
+def complete_with(loaded: LoadedModel, request, state: CachedSequence, counter, cancelled):
+    """One completion through the in-process engine, with `state` as the document's cache."""
+    engine = InProcessEngine(loaded, cache_documents=1, cache_bytes=2**40)
+    engine.sessions["file:///t.py"] = state
+    return complete(engine, "file:///t.py", request, counter, cancelled)
 
 
 def typing_trace(length: int = 40) -> list[tuple[list[str], int, int]]:
@@ -63,10 +71,10 @@ def test_cached_generation_equals_uncached_over_a_typing_trace(loaded, order):
     cached = CachedSequence()
     prefilled = []
     for lines, line, column in typing_trace():
-        fresh = complete(
+        fresh = complete_with(
             loaded, request(lines, line, column, order), CachedSequence(), counter, bool
         )
-        reused = complete(loaded, request(lines, line, column, order), cached, counter, bool)
+        reused = complete_with(loaded, request(lines, line, column, order), cached, counter, bool)
         assert reused.text == fresh.text
         assert fresh.prefilled == fresh.prompt_tokens
         prefilled.append(reused.prefilled)
@@ -82,8 +90,8 @@ def test_a_static_cache_gives_the_answers_of_a_dynamic_one(loaded):
     dynamic_state, static_state = CachedSequence(), CachedSequence()
     caches = set()
     for lines, line, column in typing_trace(20):
-        expected = complete(loaded, request(lines, line, column), dynamic_state, counter, bool)
-        got = complete(static, request(lines, line, column), static_state, counter, bool)
+        expected = complete_with(loaded, request(lines, line, column), dynamic_state, counter, bool)
+        got = complete_with(static, request(lines, line, column), static_state, counter, bool)
         assert (got.text, got.prefilled) == (expected.text, expected.prefilled)
         caches.add(id(static_state.cache))
     assert type(static_state.cache).__name__ == "StaticCache" and len(caches) == 1
@@ -106,7 +114,7 @@ def test_a_cancelled_run_leaves_a_valid_cache(loaded, where):
     counter = LineTokenCounter(loaded.tokenizer)
     lines, line, column = typing_trace()[10]
     checks = itertools.count()
-    expected = complete(
+    expected = complete_with(
         loaded,
         request(lines, line, column),
         CachedSequence(),
@@ -121,14 +129,14 @@ def test_a_cancelled_run_leaves_a_valid_cache(loaded, where):
     state = CachedSequence()
     calls = itertools.count()
     with pytest.raises(Cancelled):
-        complete(
+        complete_with(
             loaded, request(lines, line, column), state, counter, lambda: next(calls) >= stop_at
         )
     assert state.cache is not None
     assert all(int(layer.get_seq_length()) == len(state.ids) for layer in state.cache.layers)
     if where == "decode":
         assert len(state.ids) > expected.prompt_tokens
-    again = complete(loaded, request(lines, line, column), state, counter, bool)
+    again = complete_with(loaded, request(lines, line, column), state, counter, bool)
     assert again.text == expected.text
 
 
@@ -147,7 +155,9 @@ def test_token_healing_completes_mid_word_as_at_the_word_boundary(loaded):
         if column < 0:
             continue
         column += 3
-        boundary = complete(loaded, request(lines, line, column), CachedSequence(), counter, bool)
+        boundary = complete_with(
+            loaded, request(lines, line, column), CachedSequence(), counter, bool
+        )
         word = boundary.text[:2]
         if len(word) < 2 or not word.isalnum():
             continue
@@ -157,7 +167,9 @@ def test_token_healing_completes_mid_word_as_at_the_word_boundary(loaded):
         typed_ids = tokenizer.encode(source[: source.index(lines[line])] + text[:column] + word)
         if typed_ids[:-1] != prefix_ids[:-1]:
             continue  # the typed letters changed earlier tokens: not an unambiguous case
-        healed = complete(loaded, request(typed, line, column + 2), CachedSequence(), counter, bool)
+        healed = complete_with(
+            loaded, request(typed, line, column + 2), CachedSequence(), counter, bool
+        )
         assert word + healed.text == boundary.text[: len(word + healed.text)]
         assert len(healed.text) >= min(len(boundary.text) - 2, 1)
         checked += 1

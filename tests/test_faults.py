@@ -408,7 +408,7 @@ def test_out_of_memory_on_a_cpu_is_called_out_of_memory(out_of_memory):
 def test_what_counts_as_out_of_memory(error, out_of_memory):
     import torch
 
-    from codellama_lsp.engine.worker import _is_out_of_memory
+    from codellama_lsp.engine.in_process import is_out_of_memory as _is_out_of_memory
 
     assert _is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
     assert _is_out_of_memory(error) is out_of_memory

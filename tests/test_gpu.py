@@ -9,10 +9,10 @@ import itertools
 
 import pytest
 import torch
-from test_engine import checks_per_chunk, request, typing_trace
+from test_engine import checks_per_chunk, complete_with, request, typing_trace
 
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
-from codellama_lsp.engine.infill import LineTokenCounter, complete
+from codellama_lsp.engine.infill import LineTokenCounter
 from codellama_lsp.engine.model import load_model
 from codellama_lsp.settings import Settings
 
@@ -34,10 +34,10 @@ def test_graph_replay_gives_the_answers_of_uncached_generation(loaded, order):
     counter = LineTokenCounter(loaded.tokenizer)
     state = CachedSequence()
     for lines, line, column in typing_trace(20):
-        fresh = complete(
+        fresh = complete_with(
             eager, request(lines, line, column, order), CachedSequence(), counter, bool
         )
-        cached = complete(loaded, request(lines, line, column, order), state, counter, bool)
+        cached = complete_with(loaded, request(lines, line, column, order), state, counter, bool)
         assert cached.text == fresh.text
     assert state.graph is not None and type(state.cache).__name__ == "StaticCache"
 
@@ -46,16 +46,16 @@ def test_a_prefill_cancelled_midway_leaves_the_static_cache_valid(loaded):
     eager = dataclasses.replace(loaded, decode_graphs=False)
     counter = LineTokenCounter(loaded.tokenizer)
     lines, line, column = typing_trace()[10]
-    expected = complete(eager, request(lines, line, column), CachedSequence(), counter, bool)
+    expected = complete_with(eager, request(lines, line, column), CachedSequence(), counter, bool)
     state = CachedSequence()
     calls = itertools.count()
     per_chunk = checks_per_chunk(loaded.model)
     stop_at = per_chunk + per_chunk // 2  # the second prefill chunk, midway
     with pytest.raises(Cancelled):
-        complete(
+        complete_with(
             loaded, request(lines, line, column), state, counter, lambda: next(calls) >= stop_at
         )
     assert state.cache is not None and state.ids
     assert all(int(layer.get_seq_length()) == len(state.ids) for layer in state.cache.layers)
-    again = complete(loaded, request(lines, line, column), state, counter, bool)
+    again = complete_with(loaded, request(lines, line, column), state, counter, bool)
     assert again.text == expected.text

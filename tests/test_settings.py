@@ -73,9 +73,9 @@ def readme_rows() -> dict[str, list[str]]:
 
 def test_the_readme_table_agrees_with_the_definitions():
     rows = readme_rows()
-    assert set(rows) == {spec.flag for spec in setting_specs()}
+    assert set(rows) == {"(none)" if spec.secret else spec.flag for spec in setting_specs()}
     for spec in setting_specs():
-        name, _, default, meaning = rows[spec.flag]
+        name, _, default, meaning = rows["(none)" if spec.secret else spec.flag]
         assert name == ("(command line only)" if spec.command_line_only else f"`{spec.key}`")
         assert default == reference.shown_default(spec)
         assert meaning.replace("\\|", "|") == spec.help
@@ -121,7 +121,14 @@ def test_flags_are_derived_from_the_definitions():
     assert settings_from(parser.parse_args(["--trust-remote-code", "on"])).trust_remote_code
     help_text = parser.format_help()
     for spec in setting_specs():
-        assert spec.flag in help_text
+        assert (spec.flag in help_text) != spec.secret, spec.flag
+
+
+def test_a_secret_setting_is_never_echoed():
+    settings, problems = parse_settings({"engineApiKey": ["sk-do-not-echo"]})
+    assert settings.engine_api_key == ""
+    assert len(problems) == 1 and "sk-do-not-echo" not in problems[0]
+    assert "sk-" not in repr(parse_settings({"engineApiKey": "sk-hidden"})[0])
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,8 @@ def shown_default(spec: SettingSpec) -> str:
     if spec.kind is bool:
         return "`true`" if spec.default else "`false`"
     if spec.kind is str or spec.choices:
-        return f"`{spec.default}`"
+        return f"`{spec.default}`" if spec.default else '`""`'
+
     if spec.kind in (int, float):
         return f"`{spec.default:g}`"
     return f"`{json.dumps(spec.default)}`"
@@ -94,7 +95,8 @@ def readme_table() -> str:
     for spec in setting_specs():
         name = "(command line only)" if spec.command_line_only else f"`{spec.key}`"
         meaning = spec.help.replace("|", "\\|")
-        rows.append(f"| {name} | `{spec.flag}` | {shown_default(spec)} | {meaning} |")
+        flag = "(none)" if spec.secret else f"`{spec.flag}`"
+        rows.append(f"| {name} | {flag} | {shown_default(spec)} | {meaning} |")
     return "\n".join(rows)
 
 

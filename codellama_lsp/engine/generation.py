@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .decode_graph import DecodeGraph, last_logits
+from .interface import Cancelled, Generated
 from .prompt_lookup import MAX_DRAFT, Payoff, draft
 
 if TYPE_CHECKING:
@@ -32,14 +33,6 @@ if TYPE_CHECKING:
     from ..tokenizer import FimTokenizer
 
 PREFILL_CHUNK = 256
-
-
-class Cancelled(Exception):
-    """The request was cancelled or superseded; the cache stays valid for what it holds."""
-
-    def __init__(self, generated: int) -> None:
-        super().__init__(f"cancelled after {generated} generated tokens")
-        self.generated = generated
 
 
 @dataclass
@@ -72,18 +65,6 @@ class CachedSequence:
             for layer in self.cache.layers
             if getattr(layer, "keys", None) is not None and layer.keys.numel()
         )
-
-
-@dataclass
-class Generated:
-    ids: list[int]
-    stop_id: int | None
-    """The stop id the model emitted itself, if it did (None: a limit or `should_stop`)."""
-    prompt_tokens: int
-    prefilled: int
-    """Prompt tokens run through the model: the rest came from the cache."""
-    first_token_s: float
-    total_s: float
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -1,7 +1,7 @@
 """One completion, start to end: context window -> prompt -> generation -> post-processing.
 
-Plain functions over a loaded model, so the one-shot CLI and the server's worker run exactly the
-same path (and the benchmarks measure the path editors get).
+Plain functions over an engine, so the one-shot CLI and the server's worker run exactly the
+same path whatever the engine (and the benchmarks measure the path editors get).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from ..prompt import (
 )
 from ..settings import Settings
 from ..tokenizer import FimTokenizer
+from .interface import Limits
 from .prompt_lookup import MAX_DRAFT
 
 if TYPE_CHECKING:
-    from .generation import CachedSequence
-    from .model import LoadedModel
+    from .interface import Engine
 
 LINE_COUNT_MEMO_BYTES = 8 * 2**20
 """What the line-token memo may hold: a window of 100,000 tokens is well under 1 MiB of text, and
@@ -190,21 +190,20 @@ def fit_to_model(request: InfillRequest, max_positions: int) -> InfillRequest:
 
 
 def complete(
-    loaded: LoadedModel,
+    engine: Engine,
+    document: str,
     request: InfillRequest,
-    state: CachedSequence,
     line_tokens: LineTokenCounter,
     cancelled: Callable[[], bool],
 ) -> Infill:
-    from .generation import generate  # torch: imported only where a model runs
-
+    """The completion of `request` in `document` (whose cache the engine reuses)."""
     started = time.perf_counter()
-    tokenizer = loaded.tokenizer
-    request = fit_to_model(request, loaded.max_positions)
+    tokenizer = engine.tokenizer
+    request = fit_to_model(request, engine.max_positions)
     window, prompt = prompt_for(tokenizer, request, line_tokens)
 
     forced = b""
-    if request.token_healing:
+    if request.token_healing and engine.heals:
         prompt, forced = heal(tokenizer, prompt, request.order)
 
     def text_of(ids: list[int]) -> str:
@@ -217,24 +216,17 @@ def complete(
     def finished(ids: list[int]) -> bool:
         return should_stop(text_of(ids), window.prefix, window.suffix)
 
-    generated = generate(
-        loaded.model,
-        prompt,
-        state,
+    limits = Limits(
         max_new_tokens=request.max_new_tokens + bool(forced),  # fit_to_model left room
         stop_ids=tokenizer.control_ids,
         temperature=request.temperature,
+        deadline=started + request.time_budget_s,
         should_stop=finished,
         cancelled=cancelled,
         forced=forced,
-        tokenizer=tokenizer,
-        deadline=started + request.time_budget_s,
-        static_capacity=(
-            request.context_tokens + request.max_new_tokens + 1 + MAX_DRAFT
-            if loaded.decode_graphs
-            else 0
-        ),
+        prompt_budget=request.context_tokens + request.max_new_tokens + 1 + MAX_DRAFT,
     )
+    generated = engine.generate(document, prompt, limits)
     middle = postprocess(
         text_of(generated.ids),
         window.prefix,

@@ -12,13 +12,14 @@ from ..download_progress import Progress
 from ..model_files import MODEL_FILES, ModelFilesError, resolve_model_folder
 from ..settings import Settings
 from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
+from .interface import EngineSetupError
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(EngineSetupError):
     """The model cannot be loaded; the message is meant for the user."""
 
 

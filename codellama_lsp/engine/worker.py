@@ -1,22 +1,23 @@
-"""The model worker: one long-lived thread that owns the model and does all tokenization.
+"""The scheduler: one long-lived thread that runs the engine and does all tokenization.
 
 The LSP thread only submits jobs and awaits their futures, so it stays I/O-bound and never
 holds the GIL for long. Per document, only the newest job matters: a new one supersedes the
 pending one (answered at once) and cancels the running one (it stops before its next forward
-pass). Automatic requests wait out a short debounce first, so a burst of keystrokes costs one
-generation. Loading happens on a separate thread, so prompts can be built while weights load.
+pass, or its stream is closed). Automatic requests wait out a short debounce first, so a burst
+of keystrokes costs one generation. Loading happens on a separate thread, so prompts can be
+built while weights load. Which engine generates (interface.py) is none of its business: it
+imports no torch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ from ..download_progress import describe, percentage
 from ..prompt import render_prompt
 from ..settings import Settings
 from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
-from .generation import CachedSequence, Cancelled
 from .infill import (
     Infill,
     InfillRequest,
@@ -35,7 +35,8 @@ from .infill import (
     fit_to_model,
     prompt_for,
 )
-from .model import LoadedModel, ModelLoadError, load_model
+from .interface import Cancelled, Engine, EngineSetupError, EngineUnavailable
+from .opening import open_engine
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ class Job:
     submitted: float = 0.0
     cancelled_at: float | None = None
     """When the cancel flag was set: the worker reports how long it took to stop."""
-    forgotten: bool = False
-    """Its document was closed: whatever it computes is not kept."""
 
     def stop(self, superseded: bool) -> None:
         self.superseded = superseded
@@ -123,16 +122,16 @@ class Worker:
         self._tasks: deque[Callable[[], None]] = deque()
         self._running: Job | None = None
         self._stopped = False
-        self._loaded: LoadedModel | None = None
+        self._engine: Engine | None = None
         self._tokenizer: FimTokenizer | None = None
         self._counter: LineTokenCounter | None = None
         self._model_key: tuple[object, ...] | None = None
         self._load_generation = 0
-        self._sessions: OrderedDict[str, CachedSequence] = OrderedDict()
-        """Owned by the worker thread; others read `_cached` (documents, bytes), kept under lock."""
         self._cached = (0, 0)
-        self._cache_documents = Settings.cache_documents
-        self._cache_bytes = Settings.cache_megabytes * 2**20
+        """The engine's caches (documents, bytes), as the worker thread last counted them."""
+        self._cache_limits = (Settings.cache_documents, Settings.cache_megabytes * 2**20)
+        self._problem: str | None = None
+        """The last failure shown to the user: the same one again is not shown again."""
         self._numbers = itertools.count(1)
         self._stats = Stats()
         self._thread = self._start_thread()
@@ -141,29 +140,33 @@ class Worker:
 
     @property
     def ready(self) -> bool:
-        return self._loaded is not None
+        return self._engine is not None
 
     @property
     def max_positions(self) -> int | None:
-        """The loaded model's positions; None until one is loaded."""
-        loaded = self._loaded
-        return loaded.max_positions if loaded is not None else None
+        """The engine's model's positions; None until it is open."""
+        engine = self._engine
+        return engine.max_positions if engine is not None else None
 
     def configure(self, settings: Settings) -> bool:
-        """Load the model the settings name, unless it is the one already loaded or loading.
+        """Open the engine the settings name, unless it is the one already open or opening.
 
         Whether a load started (its end or failure comes as a LoadEvent).
         """
+        limits = (settings.cache_documents, settings.cache_megabytes * 2**20)
         with self._cond:
-            self._cache_documents = settings.cache_documents
-            self._cache_bytes = settings.cache_megabytes * 2**20
+            self._cache_limits = limits
             if settings.model_key() == self._model_key:
+                self._post(self._apply_cache_limits)
                 return False
             self._model_key = settings.model_key()
             self._load_generation += 1
             generation = self._load_generation
-            self._loaded = None
+            old, self._engine = self._engine, None
             self._tokenizer = None
+            self._problem = None
+        if old is not None:
+            self._post(old.close)
         threading.Thread(
             target=self._load, args=(settings, generation), name="codellama-loader", daemon=True
         ).start()
@@ -204,17 +207,16 @@ class Worker:
         return future
 
     def forget(self, key: str) -> None:
-        """Forget a closed document: its waiting job, its running one (which stops and keeps
-        nothing) and its cache (dropped on the worker thread, which owns it)."""
+        """Forget a closed document: its waiting job, its running one (stopped), and its cache,
+        dropped on the worker thread, which owns it, after the running job has kept it."""
         with self._cond:
             pending = self._pending.pop(key, None)
             if pending is not None:
                 self._stats.cancelled += 1
                 pending.resolve(Outcome("cancelled"))
             if self._running is not None and self._running.key == key:
-                self._running.forgotten = True
                 self._running.stop(superseded=False)
-        self._post(lambda: self._drop_sessions(key))
+        self._post(lambda: self._forget(key))
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
@@ -235,7 +237,7 @@ class Worker:
                 "cachedDocuments": self._cached[0],
                 "cacheBytes": self._cached[1],
                 "recent": list(stats.recent),
-                "model": self._loaded.description if self._loaded else None,
+                "model": self._engine.description if self._engine else None,
             }
 
     def stop(self) -> None:
@@ -259,8 +261,10 @@ class Worker:
                 if generation == self._load_generation:
                     self._tokenizer = tokenizer
                     self._counter = LineTokenCounter(tokenizer)
-            loaded = load_model(settings, functools.partial(self._report_download, settings))
-        except (ModelLoadError, TokenizerError) as error:
+            engine = open_engine(
+                settings, tokenizer, functools.partial(self._report_download, settings)
+            )
+        except (EngineSetupError, TokenizerError) as error:
             self._on_load_event(LoadEvent("failed", f"codellama-lsp: {error}"))
             return
         except Exception as error:  # a broken checkpoint can fail in many ways: say so, stay up
@@ -271,14 +275,31 @@ class Worker:
             return
         with self._cond:
             if generation != self._load_generation:
+                engine.close()
                 return
-            self._loaded = loaded
-        self._post(self._drop_sessions)  # caches of the previous model are of no use
-        self._on_load_event(LoadEvent("end", f"Code Llama ready: {loaded.description}"))
+            self._engine = engine
+        self._post(self._apply_cache_limits)
+        self._post(lambda: self._connect(engine))
 
     def _report_download(self, settings: Settings, done: int, total: int) -> None:
         message = f"Downloading {settings.model}: {describe(done, total)}"
         self._on_load_event(LoadEvent("report", message, percentage(done, total)))
+
+    def _connect(self, engine: Engine) -> None:
+        """On the worker thread, which owns the engine; before any completion runs on it."""
+        if engine is not self._engine:
+            return  # replaced meanwhile
+        try:
+            engine.connect()
+        except EngineUnavailable as error:
+            # Ready all the same: each request tries again (at most once a second), and
+            # answers empty at once meanwhile.
+            message = f"codellama-lsp: {error}"
+            with self._cond:
+                self._problem = message
+            self._on_load_event(LoadEvent("failed", message))
+            return
+        self._on_load_event(LoadEvent("end", f"Code Llama ready: {engine.description}"))
 
     # -- the worker thread ------------------------------------------------------------------
 
@@ -343,17 +364,19 @@ class Worker:
             finally:
                 with self._cond:
                     self._running = None
+        if self._engine is not None:
+            self._engine.close()  # on this thread: a remote engine's event loop lives here
 
     def _build_prompt(self, request: InfillRequest, future: Future[PromptView]) -> None:
-        tokenizer, counter = self._tokenizer, self._counter
+        tokenizer, counter, engine = self._tokenizer, self._counter, self._engine
         if tokenizer is None or counter is None:
             _settle(future, error=TokenizerError("the tokenizer is not loaded yet"))
             return
         if future.cancelled():  # `$/cancelRequest` came while it waited
             return
         try:
-            if self._loaded is not None:  # the window the completion would use
-                request = fit_to_model(request, self._loaded.max_positions)
+            if engine is not None:  # the window the completion would use
+                request = fit_to_model(request, engine.max_positions)
             window, ids = prompt_for(tokenizer, request, counter)
             view = PromptView(
                 render_prompt(tokenizer, ids), ids, window.first_line, window.end_line
@@ -364,26 +387,26 @@ class Worker:
         _settle(future, view)
 
     def _complete(self, job: Job) -> None:
-        loaded, counter = self._loaded, self._counter
-        if loaded is None or counter is None:
+        engine, counter = self._engine, self._counter
+        if engine is None or counter is None:
             self._count("not_ready")
             job.resolve(Outcome("not-ready"))
             return
         if job.cancel.is_set():
             self._finish_cancelled(job, generated=0)
             return
-        state = self._sessions.pop(job.key, None) or CachedSequence()
         try:
-            infill = complete(loaded, job.request, state, counter, job.cancel.is_set)
+            infill = complete(engine, job.key, job.request, counter, job.cancel.is_set)
         except Cancelled as cancelled:
-            self._keep(job, state, loaded)
+            self._count_cache(engine)
             self._finish_cancelled(job, cancelled.generated)
             return
         except Exception as error:
-            self._fail(job, error)
+            self._fail(job, engine, error)
             return
-        self._keep(job, state, loaded)
+        self._count_cache(engine)
         with self._cond:
+            self._problem = None
             stats = self._stats
             stats.completed += 1
             stats.prompt_tokens += infill.prompt_tokens
@@ -420,53 +443,38 @@ class Worker:
             )
         job.resolve(Outcome(status))
 
-    def _fail(self, job: Job, error: Exception) -> None:
-        """Any failure answers the request empty, frees what it can, and keeps the worker up."""
-        import torch
+    def _fail(self, job: Job, engine: Engine, error: Exception) -> None:
+        """Any failure answers the request empty, frees what it can, and keeps the worker up.
 
-        self._drop_sessions()
-        gc.collect()
-        if _is_out_of_memory(error):
-            message = "out of memory while generating: the cache was dropped; lower contextTokens"
+        The message goes with the first failure of its kind only: an engine that is down
+        fails every keystroke the same way.
+        """
+        if isinstance(error, EngineUnavailable):
+            message = f"codellama-lsp: {error}"
         else:
-            message = f"completion failed: {type(error).__name__}: {error}"
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        self._count("failed")
-        job.resolve(Outcome("failed", message=f"codellama-lsp: {message}"))
+            message = f"codellama-lsp: {engine.recover(error)}"
+        self._count_cache(engine)
+        with self._cond:
+            self._stats.failed += 1
+            repeated, self._problem = message == self._problem, message
+        job.resolve(Outcome("failed", message="" if repeated else message))
 
     def _count(self, name: str) -> None:
         with self._cond:
             setattr(self._stats, name, getattr(self._stats, name) + 1)
 
-    def _keep(self, job: Job, state: CachedSequence, loaded: LoadedModel) -> None:
-        """Keep a job's document's cache, newest last, dropping the oldest beyond the limits.
+    def _apply_cache_limits(self) -> None:
+        if self._engine is not None:
+            self._engine.set_cache_limits(*self._cache_limits)
+            self._count_cache(self._engine)
 
-        The byte budget never drops the cache just used (it already exists, and without it
-        every keystroke would prefill the whole prompt again); `cacheDocuments` 0 does.
-        """
-        if loaded is not self._loaded:
-            return  # another model was loaded meanwhile: this cache belongs to the old one
-        if job.forgotten:
-            return  # its document was closed meanwhile
-        self._sessions[job.key] = state
-        while len(self._sessions) > self._cache_documents or (
-            len(self._sessions) > 1
-            and sum(s.nbytes() for s in self._sessions.values()) > self._cache_bytes
-        ):
-            self._sessions.popitem(last=False)
-        self._count_sessions()
+    def _forget(self, key: str) -> None:
+        if self._engine is not None:
+            self._engine.forget(key)
+            self._count_cache(self._engine)
 
-    def _drop_sessions(self, key: str | None = None) -> None:
-        """Drop one document's cache, or all of them."""
-        if key is None:
-            self._sessions.clear()
-        else:
-            self._sessions.pop(key, None)
-        self._count_sessions()
-
-    def _count_sessions(self) -> None:
-        cached = (len(self._sessions), sum(s.nbytes() for s in self._sessions.values()))
+    def _count_cache(self, engine: Engine) -> None:
+        cached = engine.cached()
         with self._cond:
             self._cached = cached
 
@@ -478,20 +486,3 @@ def _settle(future: Future[Any], result: object = None, error: BaseException | N
             future.set_exception(error)
         else:
             future.set_result(result)
-
-
-def _is_out_of_memory(error: Exception) -> bool:
-    """Whether `error` means memory ran out, on any device.
-
-    torch raises OutOfMemoryError only on accelerators: a CPU allocation failure is a
-    RuntimeError ("DefaultCPUAllocator: can't allocate memory", "not enough memory" on
-    Windows), and Python's own allocations raise MemoryError.
-    """
-    import torch
-
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and (
-        "can't allocate memory" in text or "not enough memory" in text
-    )

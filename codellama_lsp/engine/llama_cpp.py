@@ -1,0 +1,135 @@
+"""The `llama.cpp` engine: llama.cpp's `llama-server`, through its native `POST /completion`.
+
+The prompt goes as the exact id list (llama-server's `/infill` builds another prompt than Code
+Llama's), each document keeps a slot of the server (`id_slot`) so that its KV cache survives there
+as it does in-process, and `cache_prompt` makes the server evaluate only the new tokens.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import OrderedDict
+from contextlib import aclosing
+from typing import Any
+
+from ..settings import Settings
+from ..tokenizer import FimTokenizer
+from .interface import EngineUnavailable, Limits
+from .remote import DEFAULT_SEED, VOCABULARY_SAMPLE, RemoteEngine, Stream
+
+
+def sampling(limits: Limits) -> dict[str, Any]:
+    """Every sampling field, sent explicitly: the server's defaults are not greedy, and with
+    these the temperature alone shapes the distribution, as in-process."""
+    return {
+        "n_predict": limits.max_new_tokens,
+        "temperature": limits.temperature,
+        "dynatemp_range": 0.0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "min_p": 0.0,
+        "typical_p": 1.0,
+        "top_n_sigma": -1.0,
+        "xtc_probability": 0.0,
+        "repeat_penalty": 1.0,
+        "repeat_last_n": 0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "dry_multiplier": 0.0,
+        "mirostat": 0,
+        "seed": DEFAULT_SEED,
+        "ignore_eos": False,
+        "n_probs": 0,
+        "n_keep": 0,
+        "stop": [],
+    }
+
+
+class LlamaCppEngine(RemoteEngine):
+    kind = "llama.cpp"
+
+    def __init__(self, settings: Settings, tokenizer: FimTokenizer) -> None:
+        super().__init__(settings, tokenizer)
+        self.slots = 1
+        self._slot_of: OrderedDict[str, int] = OrderedDict()
+        """Document -> slot, newest last."""
+        self._first_slot = random.randrange(1 << 16)
+        """Where this process starts counting slots: several editors share one server."""
+
+    async def _handshake(self) -> None:
+        props = await self._json("GET", "/props")
+        sample = await self._json(
+            "POST", "/tokenize", {"content": VOCABULARY_SAMPLE, "add_special": False}
+        )
+        marks = self.tokenizer.ids
+        spelled = await self._json(
+            "POST", "/detokenize", {"tokens": [marks.pre, marks.suf, marks.mid, marks.eot]}
+        )
+        try:
+            self.slots = max(1, int(props.get("total_slots", 1)))
+            n_ctx = int(props["default_generation_settings"]["n_ctx"])
+            tokens = [int(t) for t in sample["tokens"]]
+            markers = str(spelled["content"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise EngineUnavailable(f"{self.url} does not answer as llama-server does") from None
+        self._check_vocabulary(tokens, markers)
+        self.max_positions = n_ctx
+        self.description = (
+            f"{self.model} on llama.cpp at {self.url} ({self.slots} slots of {n_ctx} positions)"
+        )
+
+    def slot(self, document: str) -> int:
+        """The document's slot: its own while this process has no more documents than slots."""
+        slot = self._slot_of.pop(document, None)
+        if slot is None:
+            taken = set(self._slot_of.values())
+            free = [
+                s
+                for s in ((self._first_slot + i) % self.slots for i in range(self.slots))
+                if s not in taken
+            ]
+            slot = free[0] if free else self._slot_of.popitem(last=False)[1]
+        self._slot_of[document] = slot
+        return slot
+
+    def forget(self, document: str | None = None) -> None:
+        if document is None:
+            self._slot_of.clear()
+        else:
+            self._slot_of.pop(document, None)
+
+    def cached(self) -> tuple[int, int]:
+        return len(self._slot_of), 0
+
+    async def _stream(
+        self, document: str, prompt: list[int], limits: Limits, stream: Stream
+    ) -> None:
+        body = {
+            "prompt": prompt,
+            "id_slot": self.slot(document),
+            "cache_prompt": True,
+            "stream": True,
+            "return_tokens": True,
+            "timings_per_token": True,
+            **sampling(limits),
+        }
+        async with aclosing(self._events("/completion", body)) as events:
+            async for event in events:
+                timings = event.get("timings")
+                if stream.prefilled is None and isinstance(timings, dict) and "prompt_n" in timings:
+                    stream.prefilled = int(timings["prompt_n"])
+                for token in event.get("tokens") or ():
+                    if not stream.first_token_s:
+                        stream.first_token_s = time.perf_counter() - stream.started
+                    if token in limits.stop_ids:
+                        stream.stop_id = token
+                        return
+                    stream.ids.append(token)
+                    if len(stream.ids) >= limits.max_new_tokens or limits.should_stop(stream.ids):
+                        return
+                if event.get("stop"):
+                    if event.get("stop_type") == "eos":
+                        stream.stop_id = self.tokenizer.ids.eot
+                    return
+        raise EngineUnavailable(f"the llama.cpp server at {self.url} ended the answer midway")

@@ -1,0 +1,141 @@
+"""The `openai` engine: any server of the OpenAI-compatible `POST /v1/completions` that takes a
+prompt of token ids (vLLM, SGLang, llama-server).
+
+The ids come back where the server offers them (vLLM's `return_token_ids`); elsewhere the streamed
+text is encoded again with this tokenizer, which is all the post-processor needs (it reads text).
+Fields a server does not know it ignores (vLLM's `stop_token_ids`, `top_k`, `min_p`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import aclosing
+from typing import Any
+
+from ..settings import Settings
+from ..tokenizer import FimTokenizer
+from .interface import EngineUnavailable, Limits
+from .remote import VOCABULARY_SAMPLE, RemoteEngine, Stream
+
+log = logging.getLogger(__name__)
+
+
+class OpenAIEngine(RemoteEngine):
+    kind = "OpenAI-compatible"
+
+    def __init__(self, settings: Settings, tokenizer: FimTokenizer) -> None:
+        super().__init__(settings, tokenizer)
+        self.url = self.url.removesuffix("/v1")  # the tokenizer endpoints are at the root
+
+        self.served = settings.engine_model
+        """The served model's name; empty until the server names its first model."""
+
+    async def _handshake(self) -> None:
+        listing = await self._json("GET", "/v1/models")
+        try:
+            models = {str(entry["id"]): entry for entry in listing["data"]}
+        except (KeyError, TypeError):
+            raise EngineUnavailable(f"{self.url}/v1/models is not a list of models") from None
+        if not self.served:
+            self.served = next(iter(models), "")
+        if self.served not in models:
+            raise EngineUnavailable(
+                f"{self.url} serves no model {self.served!r} (it serves "
+                f"{', '.join(models) or 'none'}): set engineModel"
+            )
+        entry = models[self.served]
+        positions = entry.get("max_model_len") or (entry.get("meta") or {}).get("n_ctx")
+        if isinstance(positions, int) and positions > 0:
+            self.max_positions = positions
+        await self._check_served_vocabulary()
+        self.description = f"{self.model} as {self.served} at {self.url}"
+
+    async def _check_served_vocabulary(self) -> None:
+        """Through the tokenizer endpoints vLLM and llama-server both offer (at the root);
+        a server without them is trusted, and the log says so."""
+        marks = self.tokenizer.ids
+        try:
+            sample = await self._json(
+                "POST",
+                "/tokenize",
+                {  # vLLM's fields and llama-server's
+                    "model": self.served,
+                    "prompt": VOCABULARY_SAMPLE,
+                    "add_special_tokens": False,
+                    "content": VOCABULARY_SAMPLE,
+                    "add_special": False,
+                },
+            )
+            spelled = await self._json(
+                "POST",
+                "/detokenize",
+                {"model": self.served, "tokens": [marks.pre, marks.suf, marks.mid, marks.eot]},
+            )
+        except EngineUnavailable as error:
+            if " answered 404" not in str(error):
+                raise
+            log.warning("%s has no /tokenize: its vocabulary is not checked", self.url)
+            return
+        try:
+            tokens = [int(t) for t in sample["tokens"]]
+            markers = str(spelled.get("prompt", spelled.get("content")))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise EngineUnavailable(f"{self.url}/tokenize answers in an unknown form") from None
+        self._check_vocabulary(tokens, markers)
+
+    async def _stream(
+        self, document: str, prompt: list[int], limits: Limits, stream: Stream
+    ) -> None:
+        body: dict[str, Any] = {
+            "model": self.served,
+            "prompt": prompt,
+            "max_tokens": limits.max_new_tokens,
+            "temperature": limits.temperature,
+            "top_p": 1.0,
+            "top_k": -1,
+            "min_p": 0.0,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+            "repetition_penalty": 1.0,
+            "n": 1,
+            "stop_token_ids": sorted(limits.stop_ids),
+            "return_token_ids": True,
+            "skip_special_tokens": False,
+            "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+        }
+        text = ""
+        finished = False
+        async with aclosing(self._events("/v1/completions", body)) as events:
+            async for event in events:
+                usage, timings = event.get("usage"), event.get("timings")
+                if isinstance(timings, dict) and "prompt_n" in timings:  # llama-server's
+                    stream.prefilled = int(timings["prompt_n"])
+                elif isinstance(usage, dict) and "prompt_tokens" in usage:
+                    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+                    stream.prefilled = int(usage["prompt_tokens"]) - int(cached)
+                for choice in event.get("choices") or ():
+                    ids = choice.get("token_ids")
+                    if ids is None:  # text only: encoded again, whole (merges can cross chunks)
+                        text += choice.get("text") or ""
+                        stream.ids[:] = self.tokenizer.encode_infilling(text)
+                    for token in [] if ids is None else [int(i) for i in ids]:
+                        if token in limits.stop_ids:
+                            stream.stop_id = token
+                            return
+                        stream.ids.append(token)
+                    if stream.ids and not stream.first_token_s:
+                        stream.first_token_s = time.perf_counter() - stream.started
+                    if stream.ids and (
+                        len(stream.ids) >= limits.max_new_tokens or limits.should_stop(stream.ids)
+                    ):
+                        return
+                    finished = finished or bool(choice.get("finish_reason"))
+                    if choice.get("finish_reason") == "stop":
+                        reason = choice.get("stop_reason")
+                        stream.stop_id = (
+                            reason if isinstance(reason, int) else self.tokenizer.ids.eot
+                        )
+        if not finished:
+            raise EngineUnavailable(f"the server at {self.url} ended the answer midway")

@@ -1,0 +1,281 @@
+"""What the engines on an inference server share: the connection, streaming, stopping, faults.
+
+The scheduler's thread calls in synchronously; each call runs on this engine's own event loop,
+which watches the job's cancel flag and deadline while the stream is read. Leaving the stream
+early (cancelled, superseded, the post-processor's early stop, a limit) closes the connection,
+and the server stops generating for it. Every failure becomes `EngineUnavailable` with a message
+that names the server and the cause, never the API key; the next request within a second is
+answered at once without trying, the one after reconnects (and checks the vocabulary again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncGenerator, Awaitable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx2 as httpx
+
+from ..model_files import declared_positions
+from ..settings import Settings
+from ..tokenizer import FimTokenizer
+from .interface import Cancelled, EngineSetupError, EngineUnavailable, Generated, Limits
+
+API_KEY_ENV = "CODELLAMA_LSP_API_KEY"
+RETRY_AFTER_S = 1.0
+"""After a failure, requests are answered empty at once for this long, then tried again."""
+CONNECT_TIMEOUT_S = 3.0
+CANCEL_POLL_S = 0.002
+VOCABULARY_SAMPLE = 'def greet(name):\n    return f"héllo, {name}"  # ☺\n\tx = [1, 2]\n'
+DEFAULT_SEED = 0xFFFFFFFF
+"""llama.cpp's "a new random seed each time"; only sampling (temperature > 0) uses a seed."""
+
+
+@dataclass
+class Stream:
+    """What a stream has delivered so far: read by the watcher when it stops the stream."""
+
+    started: float
+    """`time.perf_counter()` when the request began."""
+    ids: list[int] = field(default_factory=list)
+    stop_id: int | None = None
+    prefilled: int | None = None
+    """Prompt tokens the server evaluated (the rest came from its cache), where it says."""
+    first_token_s: float = 0.0
+
+
+def base_url(url: str) -> str:
+    """`url` without a trailing slash, checked: an http(s) URL with a host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EngineSetupError(f"engineUrl {url!r} is not an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as error:
+        raise EngineSetupError(f"engineUrl {url!r}: {error}") from None
+    return url.strip().rstrip("/")
+
+
+def api_key(settings: Settings) -> str:
+    return settings.engine_api_key or os.environ.get(API_KEY_ENV, "")
+
+
+class RemoteEngine:
+    """The base of the HTTP engines; subclasses say how to handshake and how to stream."""
+
+    heals = False
+    """Token healing constrains the first tokens to spell some bytes: no server here takes
+    such a constraint for the first tokens only, so healing is off (see the README)."""
+    kind = "remote"
+
+    def __init__(self, settings: Settings, tokenizer: FimTokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.url = base_url(settings.engine_url)
+        self.model = settings.model
+        self.max_positions = declared_positions(settings.model) or 4096
+        self.description = f"{settings.model} on {self.kind} at {self.url}"
+        headers = {"Authorization": f"Bearer {key}"} if (key := api_key(settings)) else {}
+        self._loop = asyncio.new_event_loop()
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(CONNECT_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            trust_env=False,
+        )
+        self._connected = False
+        self._retry_at = 0.0
+        self._problem = ""
+
+    # -- the Engine interface -----------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Reach the server and check it serves this tokenizer's vocabulary."""
+        self._retry_at = 0.0
+        self._ensure_connected()
+
+    def generate(self, document: str, prompt: list[int], limits: Limits) -> Generated:
+        self._ensure_connected()
+        started = time.perf_counter()
+        stream = Stream(started)
+        try:
+            finished = self._loop.run_until_complete(
+                self._watch(self._stream(document, prompt, limits, stream), limits, stream)
+            )
+        except EngineUnavailable as error:
+            self._went_down(str(error))
+            raise
+        if not finished and not stream.ids:  # the deadline passed with nothing to show
+            budget_ms = round((limits.deadline - started) * 1000)
+            self._went_down(
+                f"{self.url} did not answer within timeBudgetMs ({budget_ms} ms): "
+                "is it overloaded? raise timeBudgetMs for a slow server"
+            )
+            raise EngineUnavailable(self._problem)
+        return Generated(
+            ids=stream.ids,
+            stop_id=stream.stop_id,
+            prompt_tokens=len(prompt),
+            prefilled=len(prompt) if stream.prefilled is None else stream.prefilled,
+            first_token_s=stream.first_token_s,
+            total_s=time.perf_counter() - started,
+        )
+
+    def set_cache_limits(self, documents: int, nbytes: int) -> None:
+        """The server's own limits (its slots and context) apply, not this process's."""
+
+    def forget(self, document: str | None = None) -> None:
+        """The server's caches belong to its slots: nothing to free here."""
+
+    def cached(self) -> tuple[int, int]:
+        return 0, 0
+
+    def recover(self, error: Exception) -> str:
+        return f"completion failed: {type(error).__name__}: {error}"
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.aclose())
+            self._loop.close()
+
+    # -- for subclasses ---------------------------------------------------------------------
+
+    async def _handshake(self) -> None:
+        """Learn the server's limits and check its vocabulary; raise EngineUnavailable."""
+        raise NotImplementedError
+
+    async def _stream(
+        self, document: str, prompt: list[int], limits: Limits, stream: Stream
+    ) -> None:
+        """Fill `stream` until the server ends, a stop id, the limit or the early stop."""
+        raise NotImplementedError
+
+    async def _json(self, method: str, path: str, body: Any = None) -> Any:
+        """One request answered with JSON; any failure as EngineUnavailable."""
+        try:
+            response = await self._client.request(method, self.url + path, json=body)
+        except httpx.HTTPError as error:
+            raise EngineUnavailable(self._transport_problem(error)) from None
+        if response.status_code >= 400:
+            raise EngineUnavailable(self._status_problem(response.status_code, response.text))
+        try:
+            return response.json()
+        except ValueError:
+            raise EngineUnavailable(f"{self.url}{path} did not answer JSON") from None
+
+    async def _events(
+        self, path: str, body: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The JSON objects of a server-sent event stream; errors as EngineUnavailable."""
+        try:
+            async with self._client.stream("POST", self.url + path, json=body) as response:
+                if response.status_code >= 400:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise EngineUnavailable(self._status_problem(response.status_code, text))
+                # Closed here, not left to the garbage collector (which would schedule the
+                # close on this engine's loop when it is no longer running).
+                lines = cast("AsyncGenerator[str, None]", response.aiter_lines())
+                async with aclosing(lines):
+                    async for line in lines:
+                        kind, _, data = line.partition(":")
+                        data = data.strip()
+                        if kind not in ("data", "error") or not data or data == "[DONE]":
+                            continue
+                        event = json.loads(data)
+                        if kind == "error" or (isinstance(event, dict) and "error" in event):
+                            raise EngineUnavailable(self._error_problem(event))
+                        yield event
+        except httpx.HTTPError as error:
+            raise EngineUnavailable(self._transport_problem(error)) from None
+        except json.JSONDecodeError:
+            raise EngineUnavailable(f"{self.url}{path} streamed something not JSON") from None
+
+    def _check_vocabulary(self, sample_ids: list[int], markers_text: str) -> None:
+        """The server's encoding of the sample and its spelling of the infilling markers must
+        be this tokenizer's: another model family would read the prompt ids as garbage."""
+        ours = self.tokenizer.encode(VOCABULARY_SAMPLE)
+        marks = self.tokenizer.ids
+        expected = "".join(
+            self.tokenizer.decode([i]).strip() for i in (marks.pre, marks.suf, marks.mid, marks.eot)
+        )
+        if sample_ids != ours or markers_text.replace(" ", "") != expected:
+            raise EngineUnavailable(
+                f"the model at {self.url} does not use {self.model}'s vocabulary (its "
+                "tokenization of a sample or of the infilling markers differs): serve the "
+                "Code Llama checkpoint whose tokenizer `model` names"
+            )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _ensure_connected(self) -> None:
+        if self._connected:
+            return
+        if time.monotonic() < self._retry_at:
+            raise EngineUnavailable(self._problem)
+        try:
+            self._loop.run_until_complete(self._handshake())
+        except EngineUnavailable as error:
+            self._went_down(str(error))
+            raise
+        self._connected = True
+
+    def _went_down(self, problem: str) -> None:
+        self._connected = False
+        self._problem = problem
+        self._retry_at = time.monotonic() + RETRY_AFTER_S
+
+    @staticmethod
+    async def _watch(work: Awaitable[None], limits: Limits, stream: Stream) -> bool:
+        """Run `work` until it ends (True), the deadline (False) or the cancel flag (raises)."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=CANCEL_POLL_S)
+                if done:
+                    task.result()
+                    return True
+                if limits.cancelled():
+                    raise Cancelled(len(stream.ids))
+                if time.perf_counter() > limits.deadline:
+                    return False
+        finally:
+            if not task.done():
+                task.cancel()  # closes the stream's connection: the server stops the slot
+                await asyncio.gather(task, return_exceptions=True)
+            # Let the closes the garbage collector scheduled (httpx's inner generators) run
+            # now, while this loop runs: it runs only during calls.
+            await asyncio.sleep(0)
+
+    def _transport_problem(self, error: httpx.HTTPError) -> str:
+        if isinstance(error, httpx.ConnectError):
+            return f"cannot reach the {self.kind} server at {self.url} (is it running?)"
+        if isinstance(error, httpx.TimeoutException):
+            return f"the {self.kind} server at {self.url} did not answer in time"
+        if isinstance(error, (httpx.RemoteProtocolError, httpx.ReadError)):
+            return f"the {self.kind} server at {self.url} closed the connection mid-answer"
+        return f"the {self.kind} server at {self.url} failed: {type(error).__name__}"
+
+    def _status_problem(self, status: int, text: str) -> str:
+        if status in (401, 403):
+            return (
+                f"the {self.kind} server at {self.url} refused the API key ({status}): set "
+                f"engineApiKey or {API_KEY_ENV}"
+            )
+        try:
+            detail = self._error_problem(json.loads(text))
+        except ValueError:
+            detail = text.strip().splitlines()[0][:200] if text.strip() else ""
+        return f"the {self.kind} server at {self.url} answered {status}" + (
+            f": {detail}" if detail else ""
+        )
+
+    @staticmethod
+    def _error_problem(event: Any) -> str:
+        error = event.get("error", event) if isinstance(event, dict) else event
+        if isinstance(error, dict):
+            return str(error.get("message") or error)[:200]
+        return str(error)[:200]
