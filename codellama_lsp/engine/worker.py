@@ -3,7 +3,10 @@
 The LSP thread only submits jobs and awaits their futures, so it stays I/O-bound and never
 holds the GIL for long. Per document, only the newest job matters: a new one supersedes the
 pending one (answered at once) and cancels the running one (it stops before its next forward
-pass, or its stream is closed). Automatic requests wait out a short debounce first, so a burst
+pass, or its stream is closed). Once a job's answer is out, its generation goes on (it
+"continues") until the model ends the middle or a bound, so that the whole middle can be kept
+for asking again; a continuing job has the lowest priority: any new job or task stops it.
+Automatic requests wait out a short debounce first, so a burst
 of keystrokes costs one generation. Loading happens on a separate thread, so prompts can be
 built while weights load. Which engine generates (interface.py) is none of its business: it
 imports no torch.
@@ -74,6 +77,11 @@ class Job:
     submitted: float = 0.0
     cancelled_at: float | None = None
     """When the cancel flag was set: the worker reports how long it took to stop."""
+    continues: bool = False
+    shown: Infill | None = None
+    """The answer, given while generation continues (the job is then "continuing")."""
+    kept: Future[Infill | None] = field(default_factory=Future)
+    """The whole middle once a continuing job ends (None: it was stopped, or never continued)."""
 
     def stop(self, superseded: bool) -> None:
         self.superseded = superseded
@@ -84,6 +92,8 @@ class Job:
     def resolve(self, outcome: Outcome) -> None:
         if not self.future.done():
             self.future.set_result(outcome)
+        if outcome.status != "completed" and not self.kept.done():
+            self.kept.set_result(None)
 
 
 @dataclass
@@ -100,6 +110,10 @@ class Stats:
     wasted_tokens: int = 0
     """Tokens generated for requests that were then superseded or cancelled."""
     cache_hits: int = 0
+    continued_tokens: int = 0
+    """Tokens generated after the answer went out, to keep the whole middle."""
+    dropped_tokens: int = 0
+    """Continued tokens thrown away: the continuation was stopped by another job."""
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
     """One entry per finished job, newest last: what the benchmarks and status lines read."""
 
@@ -152,9 +166,13 @@ class Worker:
             target=self._load, args=(settings, generation), name="codellama-loader", daemon=True
         ).start()
 
-    def submit(self, key: str, request: InfillRequest, delay_s: float) -> Job:
+    def submit(
+        self, key: str, request: InfillRequest, delay_s: float, continues: bool = False
+    ) -> Job:
+        """`continues`: once answered, generate on to keep the whole middle (`job.kept`)."""
         now = time.monotonic()
         job = Job(key, request, due=now + delay_s, number=next(self._numbers), submitted=now)
+        job.continues = continues
         with self._cond:
             self._stats.requests += 1
             if not self.ready:
@@ -165,8 +183,9 @@ class Worker:
             if older is not None:
                 self._stats.superseded += 1
                 older.resolve(Outcome("superseded"))
-            if self._running is not None and self._running.key == key:
-                self._running.stop(superseded=True)
+            running = self._running
+            if running is not None and (running.key == key or running.shown is not None):
+                running.stop(superseded=True)
             self._pending[key] = job
             self._cond.notify()
         return job
@@ -204,6 +223,8 @@ class Worker:
                 "generatedTokens": stats.generated_tokens,
                 "wastedTokens": stats.wasted_tokens,
                 "cacheHits": stats.cache_hits,
+                "continuedTokens": stats.continued_tokens,
+                "droppedTokens": stats.dropped_tokens,
                 "cachedDocuments": self._cached[0],
                 "cacheBytes": self._cached[1],
                 "recent": list(stats.recent),
@@ -270,6 +291,8 @@ class Worker:
     def _post(self, task: Callable[[], None]) -> None:
         """Run `task` on the worker thread before the next completion."""
         with self._cond:
+            if self._running is not None and self._running.shown is not None:
+                self._running.stop(superseded=False)
             self._tasks.append(task)
             self._cond.notify()
 
@@ -328,23 +351,67 @@ class Worker:
             self._finish_cancelled(job, generated=0)
             return
         try:
-            infill = complete(engine, job.key, job.request, counter, job.cancel.is_set)
+            on_shown = (lambda shown: self._show(job, shown)) if job.continues else None
+            infill = complete(engine, job.key, job.request, counter, job.cancel.is_set, on_shown)
         except Cancelled as cancelled:
             self._count_cache(engine)
-            self._finish_cancelled(job, cancelled.generated)
+            if job.shown is None:
+                self._finish_cancelled(job, cancelled.generated)
+            else:
+                self._finish_continuation(job, cancelled.generated, None)
             return
         except Exception as error:
-            self._fail(job, engine, error)
+            if job.shown is None:
+                self._fail(job, engine, error)
+            else:  # the answer is out: the continuation is just lost
+                engine.recover(error)
+                self._finish_continuation(job, job.shown.generated, None)
+            self._count_cache(engine)
             return
         self._count_cache(engine)
+        if job.shown is None:
+            self._answer(job, infill)
+            job.kept.set_result(None)
+        else:
+            with self._cond:
+                self._stats.prefilled_tokens += infill.prefilled
+                self._stats.cache_hits += infill.prefilled < infill.prompt_tokens
+            self._finish_continuation(job, infill.generated, infill)
+
+    def _show(self, job: Job, infill: Infill) -> None:
+        """The early stop's answer goes out; generation continues, first in line to be stopped."""
+        job.shown = infill
+        self._answer(job, infill)
+        with self._cond:
+            if self._pending or self._tasks:  # came in before it was continuing
+                job.stop(superseded=True)
+
+    def _finish_continuation(self, job: Job, generated: int, kept: Infill | None) -> None:
+        assert job.shown is not None
+        continued = generated - job.shown.generated
+        with self._cond:
+            self._stats.continued_tokens += continued
+            self._stats.dropped_tokens += continued if kept is None else 0
+            self._stats.recent.append(
+                {
+                    "job": job.number,
+                    "status": "continued" if kept is not None else "dropped",
+                    "continued": continued,
+                    "ended": kept is not None and kept.ended,
+                }
+            )
+        job.kept.set_result(kept)
+
+    def _answer(self, job: Job, infill: Infill) -> None:
         with self._cond:
             self._problem = None
             stats = self._stats
             stats.completed += 1
             stats.prompt_tokens += infill.prompt_tokens
-            stats.prefilled_tokens += infill.prefilled
             stats.generated_tokens += infill.generated
-            stats.cache_hits += infill.prefilled < infill.prompt_tokens
+            if job.shown is None:  # else the prefill is counted when the continuation ends
+                stats.prefilled_tokens += infill.prefilled
+                stats.cache_hits += infill.prefilled < infill.prompt_tokens
             stats.recent.append(
                 {
                     "job": job.number,
