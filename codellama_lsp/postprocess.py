@@ -88,17 +88,16 @@ def should_stop(completion: str, prefix: str, suffix: str) -> bool:
 
 
 def shown_part(kept: str, prefix: str, suffix: str, *, ended: bool) -> str:
-    """What a fresh completion at this cursor shows of a middle generated before (`kept`).
+    """What asking again at this cursor shows of a middle generated before (`kept`).
 
     The early stop is applied to it as it would be to tokens arriving: the start up to where the
-    stop would answer, all of it if it never would. When the model ended the middle, line breaks
-    and indentation it starts with come along with the text after them, which the stop is
-    applied to: the next piece of a middle that goes on past the cursor's line or block is
-    shown, not cut back to nothing there.
+    stop would answer, all of it if it never would. Line breaks and indentation it starts with
+    come along with the text after them, which the stop is applied to: once the shown part is
+    accepted, the next piece is shown, not cut back to nothing at the line's or block's end.
     """
-    if ended and not kept.strip():
-        return kept  # the line breaks or indentation that end the middle
-    lead = len(kept) - len(kept.lstrip()) if ended else 0
+    if not kept.strip():
+        return kept if ended else ""  # the line breaks or indentation that end the middle
+    lead = len(kept) - len(kept.lstrip())
     prefix, end = prefix + kept[:lead], len(kept)
     for stop in range(lead + 1, len(kept) + 1):
         if should_stop(kept[lead:stop], prefix, suffix):

@@ -207,8 +207,8 @@ def complete(
     text = text_of(generated.ids)
     if shown:  # kept whole: the early stop applies to it when it is shown
         middle = postprocess(text, *edges, ended=True)
-    elif on_shown is not None:
-        middle = shown_part(text, *edges, ended=ended)
+    elif on_shown is not None and ended:  # the early stop showed nothing: the next piece
+        middle = shown_part(text, *edges, ended=True)
     else:
         middle = postprocess(text, *edges, ended=ended)
     return infill_of(generated, middle, ended)
