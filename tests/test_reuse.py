@@ -37,3 +37,14 @@ def test_an_edit_elsewhere_makes_suggestions_stale():
     assert recent.lookup("v", context_at(LINES, 1, 13)) is None
     recent.forget("u")
     assert recent.lookup("u", context_at(LINES, 1, 13)) is None
+
+
+def test_typing_through_line_breaks_keeps_the_suggestion():
+    """Accepting a multi-line piece moves the cursor down: the rest still agrees."""
+    recent = RecentSuggestions()
+    lines = ["def f(a, b):\n", "    \n", "\n", "x = 1\n"]
+    recent.remember("u", context_at(lines, 1, 4), "total = a\n    return total")
+    accepted = ["def f(a, b):\n", "    total = a\n", "    \n", "\n", "x = 1\n"]
+    assert recent.lookup("u", context_at(accepted, 2, 4))[0] == "return total"
+    elsewhere = [*accepted[:3], "\n", "x = 2\n"]
+    assert recent.lookup("u", context_at(elsewhere, 2, 4)) is None
