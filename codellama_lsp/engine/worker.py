@@ -6,10 +6,9 @@ pending one (answered at once) and cancels the running one (it stops before its 
 pass, or its stream is closed). Once a job's answer is out, its generation goes on (it
 "continues") until the model ends the middle or a bound, so that the whole middle can be kept
 for asking again; a continuing job has the lowest priority: any new job or task stops it.
-Automatic requests wait out a short debounce first, so a burst
-of keystrokes costs one generation. Loading happens on a separate thread, so prompts can be
-built while weights load. Which engine generates (interface.py) is none of its business: it
-imports no torch.
+Automatic requests wait out a short debounce first, so a burst of keystrokes costs one
+generation. Loading happens on a separate thread, so prompts can be built while weights load.
+Which engine generates (interface.py) is none of its business: it imports no torch.
 """
 
 from __future__ import annotations
@@ -78,6 +77,7 @@ class Job:
     cancelled_at: float | None = None
     """When the cancel flag was set: the worker reports how long it took to stop."""
     continues: bool = False
+    """Once answered, generate on to keep the whole middle."""
     shown: Infill | None = None
     """The answer, given while generation continues (the job is then "continuing")."""
     kept: Future[Infill | None] = field(default_factory=Future)
@@ -171,8 +171,14 @@ class Worker:
     ) -> Job:
         """`continues`: once answered, generate on to keep the whole middle (`job.kept`)."""
         now = time.monotonic()
-        job = Job(key, request, due=now + delay_s, number=next(self._numbers), submitted=now)
-        job.continues = continues
+        job = Job(
+            key,
+            request,
+            now + delay_s,
+            number=next(self._numbers),
+            submitted=now,
+            continues=continues,
+        )
         with self._cond:
             self._stats.requests += 1
             if not self.ready:
@@ -363,10 +369,10 @@ class Worker:
         except Exception as error:
             if job.shown is None:
                 self._fail(job, engine, error)
-            else:  # the answer is out: the continuation is just lost
+            else:  # the answer is out: only the continuation is lost
                 engine.recover(error)
+                self._count_cache(engine)
                 self._finish_continuation(job, job.shown.generated, None)
-            self._count_cache(engine)
             return
         self._count_cache(engine)
         if job.shown is None:
