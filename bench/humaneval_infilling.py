@@ -16,6 +16,10 @@ Modes:
   truth+eot   the post-processor gets the true middle, as a model that ended it (ended=True)
   truth+eot+stop  the true middle then <EOT>, fed token by token with the server's early stop:
               ended=True only if generation was not stopped first (what a model gets)
+  truth+eot+accept  the true middle then <EOT>, through the real `complete` (a replaying engine)
+              with the server's continuation: the harness plays the editor, accepts what is
+              shown and asks again at the new cursor (answered from the kept middle as the
+              server does, else by the model again) until nothing more is offered
   truth+echo  the post-processor gets the true middle followed by the start of the suffix
               (up to 3 lines / 200 characters), fed token by token with the server's early stop,
               ended=False: how often our cut lands in the right place
@@ -46,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCHMARKS = ("single-line", "multi-line", "random-span")
-MODES = ("truth", "truth+eot", "truth+eot+stop", "truth+echo", "model")
+MODES = ("truth", "truth+eot", "truth+eot+stop", "truth+eot+accept", "truth+echo", "model")
+ACCEPT_ROUNDS = 64  # truth+eot+accept: a bound on asks per task, far above any task's need
 PUBLISHED_COUNTS = {"single-line": 1033, "multi-line": 5815, "random-span": 1640}
 # Code Llama paper (Rozière et al. 2023), Table 14: pass@1, greedy, Code Llama 7B.
 PAPER_7B = {
@@ -281,6 +286,8 @@ class Outcome:
     result: str = ""
     seconds: float = 0.0
     generated: int = 0
+    asks: int = 1
+    """Completions asked for (truth+eot+accept: until nothing more is offered)."""
 
     @property
     def passed(self) -> bool:
@@ -332,14 +339,16 @@ class Completer:
             )
         self.counter = LineTokenCounter(self.tokenizer)
 
-    def request(self, task: Task):  # -> tuple[InfillRequest, TextDocument]
+    def request(self, task: Task, typed: str = ""):  # -> InfillRequest
+        """The request at the task's cursor, after `typed` was inserted there."""
         from codellama_lsp.document import TextDocument
         from codellama_lsp.engine.infill import InfillRequest
 
-        text = task.prefix + task.suffix
+        prefix = task.prefix + typed
+        text = prefix + task.suffix
         document = TextDocument(f"file:///humaneval/{task.task_id}.py", "python", 0, text)
-        line = task.prefix.count("\n")
-        column = len(task.prefix) - (task.prefix.rfind("\n") + 1)
+        line = prefix.count("\n")
+        column = len(prefix) - (prefix.rfind("\n") + 1)
         settings = self.settings
         return InfillRequest(
             lines=document.lines,
@@ -368,8 +377,62 @@ class Completer:
             except ValueError as error:  # a prompt too long for the model: the task fails
                 return Outcome(task, "", result=f"error: {error}")
             return Outcome(task, infill.text, seconds=infill.total_s, generated=infill.generated)
+        if self.mode == "truth+eot+accept":
+            text, asks, generated = self.accepting(task)
+            return Outcome(
+                task, text, seconds=time.perf_counter() - started, generated=generated, asks=asks
+            )
         text = self.oracle(task, request)
         return Outcome(task, text, seconds=time.perf_counter() - started)
+
+    def accepting(self, task: Task) -> tuple[str, int, int]:
+        """The editor's part: accept what is shown, ask again, until nothing more is offered.
+
+        Asks are answered as the server answers them: from the kept middle of a recent
+        suggestion when what was accepted agrees with it (`next_piece`), else by `complete`
+        with a model that writes the rest of the true middle, then <EOT>. Returns the accepted
+        text, the asks, and the tokens generated.
+        """
+        from codellama_lsp.engine.infill import complete
+        from codellama_lsp.reuse import RecentSuggestions, context_at, next_piece
+
+        recent = RecentSuggestions()
+        accepted, generated, asks = "", 0, 0
+        while asks < ACCEPT_ROUNDS:
+            asks += 1
+            request = self.request(task, accepted)
+            context = context_at(list(request.lines), request.line, request.column)
+            found = recent.lookup(task.task_id, context)
+            piece = ""
+            if found is not None:
+                rest, suggestion = found
+                piece = rest
+                if suggestion.continued:
+                    piece = next_piece(rest, context, suggestion.ended)
+            if not piece:
+                if not task.middle.startswith(accepted):
+                    break  # what the model would write now is unknown: score what is there
+                engine = TruthEngine(self.tokenizer, task.middle[len(accepted) :])
+                shown: list = []
+                whole = complete(
+                    engine, task.task_id, request, self.counter, lambda: False, shown.append
+                )
+                generated += whole.generated
+                piece = shown[0].text if shown else whole.text
+                recent.remember(task.task_id, context, piece)
+                if shown:
+                    recent.remember(
+                        task.task_id,
+                        context,
+                        whole.text,
+                        continued=True,
+                        ended=whole.ended,
+                        tokens=whole.generated - shown[0].generated,
+                    )
+            if not piece:
+                break
+            accepted += piece
+        return accepted, asks, generated
 
     def oracle(self, task: Task, request) -> str:
         """What `complete` returns when the model writes the true middle (and maybe more)."""
@@ -400,6 +463,29 @@ class Completer:
             )
         indent = detect_indent(window.prefix + window.suffix)
         return to_document_style(middle, request.eol, indent)
+
+
+class TruthEngine:
+    """An engine whose model writes the given middle, then <EOT>: generation as the engines
+    run it (the early stop, `maxNewTokens`), without a model."""
+
+    heals = False
+    max_positions = 1 << 20
+    description = "the true middle, then <EOT>"
+
+    def __init__(self, tokenizer, middle: str) -> None:
+        self.tokenizer = tokenizer
+        self.ids = tokenizer.encode_infilling(middle)
+
+    def generate(self, document: str, prompt: list[int], limits):  # -> Generated
+        from codellama_lsp.engine.interface import Generated
+
+        out: list[int] = []
+        for token in self.ids:
+            out.append(token)
+            if len(out) >= limits.max_new_tokens or limits.should_stop(out):
+                return Generated(out, None, len(prompt), len(prompt), 0.0, 0.0)
+        return Generated(out, self.tokenizer.ids.eot, len(prompt), len(prompt), 0.0, 0.0)
 
 
 def echo_of(suffix: str) -> str:
@@ -554,6 +640,10 @@ def report_section(
         "truth+eot+stop": (
             "Oracle: the true middle then <EOT>, through the early stop and the post-processor"
         ),
+        "truth+eot+accept": (
+            "Oracle: the true middle then <EOT>, shown early, generated on, accepted and asked "
+            "again until nothing more is offered"
+        ),
         "truth+echo": (
             "Oracle: the true middle plus the start of the suffix, cut by the post-processor"
         ),
@@ -582,6 +672,14 @@ def report_section(
                 f"- a completion took {mean_s * 1000:.0f} ms and generated {mean_tokens:.1f} "
                 "tokens on average"
                 + (f"; torch on {args.threads} CPU thread(s)" if args.threads else "")
+            )
+    if args.mode == "truth+eot+accept":
+        for result in results:
+            outcomes = result.outcomes
+            asks = sum(o.asks for o in outcomes) / max(len(outcomes), 1)
+            lines.append(
+                f"- {result.benchmark}: {asks:.2f} asks per task until nothing more is offered "
+                f"(the last one offers nothing), at most {args.max_new_tokens} new tokens"
             )
     lines += [
         f"- machine: {machine()}",

@@ -87,6 +87,26 @@ def should_stop(completion: str, prefix: str, suffix: str) -> bool:
     return _kept(completion, prefix, suffix)[1]
 
 
+def shown_part(kept: str, prefix: str, suffix: str, *, ended: bool) -> str:
+    """What asking again at this cursor shows of a middle generated before (`kept`).
+
+    The early stop is applied to it as it would be to tokens arriving: the start up to where the
+    stop would answer, all of it if it never would. Line breaks and indentation it starts with
+    come along with the text after them, which the stop is applied to: once the shown part is
+    accepted, the next piece is shown, not cut back to nothing at the line's or block's end.
+    """
+    if not kept.strip():
+        return kept if ended else ""  # the line breaks or indentation that end the middle
+    lead = len(kept) - len(kept.lstrip())
+    prefix, end = prefix + kept[:lead], len(kept)
+    for stop in range(lead + 1, len(kept) + 1):
+        if should_stop(kept[lead:stop], prefix, suffix):
+            end, ended = stop, False
+            break
+    piece = postprocess(kept[lead:end], prefix, suffix, ended=ended)
+    return kept[:lead] + piece if piece else ""
+
+
 def to_document_style(text: str, eol: str, indent: str) -> str:
     """Convert model-style text ("\\n", its own indentation) to the document's style.
 

@@ -4,6 +4,9 @@ When the text typed since a suggestion is the suggestion's beginning, its rest i
 model's answer for the new cursor (the model would be asked the same question with part of the
 answer given), so it is shown at once, without the model. Typing something else, or any edit
 elsewhere near the cursor, makes the suggestion stale and the model is asked again.
+
+A continued suggestion is the whole middle, generated on after the shown part went out: once
+the shown part is accepted, its next piece is shown from it, cut as a fresh completion would be.
 """
 
 from __future__ import annotations
@@ -11,50 +14,98 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from .postprocess import shown_part
+
 REMEMBERED = 8
 CONTEXT_LINES = 64
 
 
 @dataclass(frozen=True)
 class Context:
-    """The cursor's surroundings: its line split at the cursor, and the lines around it."""
+    """The cursor's surroundings: the text of up to CONTEXT_LINES lines each way, split at the
+    cursor; `first` is the line `before` starts at."""
 
     line: int
+    first: int
     before: str
     after: str
-    around: tuple[str, ...]
+
+    def typed_since(self, then: Context) -> str | None:
+        """What was typed at `then`'s cursor to get here (None: something else changed).
+
+        Typing line breaks moves the cursor down, and the window's first line with it.
+        """
+        if self.after != then.after or self.line < then.line:
+            return None
+        before = then.before
+        for _ in range(self.first - then.first):  # lines that left the window
+            before = before[before.find("\n") + 1 :] if "\n" in before else ""
+        if not self.before.startswith(before):
+            return None
+        typed = self.before[len(before) :]
+        return typed if typed.count("\n") == self.line - then.line else None
 
 
 def context_at(lines: list[str], line: int, column: int) -> Context:
-    text = lines[line].rstrip("\r\n")
-    around = (
-        *lines[max(0, line - CONTEXT_LINES) : line],
-        *lines[line + 1 : line + 1 + CONTEXT_LINES],
-    )
-    return Context(line, text[:column], text[column:], around)
+    first = max(0, line - CONTEXT_LINES)
+    text = lines[line]
+    before = "".join(lines[first:line]) + text[:column]
+    after = text[column:] + "".join(lines[line + 1 : line + 1 + CONTEXT_LINES])
+    return Context(line, first, before, after)
+
+
+@dataclass
+class Suggestion:
+    context: Context
+    text: str
+    continued: bool = False
+    """The whole middle, generated on after the answer: shown piece by piece."""
+    ended: bool = True
+    """The model ended it (else a bound did: its last piece is cut as any completion's)."""
+    tokens: int = 0
+    """Tokens generated on after the answer."""
+    used: bool = False
+    """A piece of it beyond the answer has been shown."""
+
+
+def next_piece(rest: str, now: Context, ended: bool) -> str:
+    """What a fresh completion at the cursor shows of a continued suggestion's rest."""
+    eol = "\r\n" if "\r\n" in rest else "\n"
+
+    def plain(part: str) -> str:
+        return part.replace("\r\n", "\n").replace("\r", "\n")
+
+    piece = shown_part(plain(rest), plain(now.before), plain(now.after), ended=ended)
+    return piece.replace("\n", eol)
 
 
 class RecentSuggestions:
     """The last few suggestions of each document."""
 
     def __init__(self) -> None:
-        self._by_document: dict[str, deque[tuple[Context, str]]] = {}
+        self._by_document: dict[str, deque[Suggestion]] = {}
 
-    def remember(self, uri: str, context: Context, text: str) -> None:
+    def remember(
+        self,
+        uri: str,
+        context: Context,
+        text: str,
+        *,
+        continued: bool = False,
+        ended: bool = True,
+        tokens: int = 0,
+    ) -> None:
         if text:
-            self._by_document.setdefault(uri, deque(maxlen=REMEMBERED)).append((context, text))
+            suggestion = Suggestion(context, text, continued, ended, tokens)
+            self._by_document.setdefault(uri, deque(maxlen=REMEMBERED)).append(suggestion)
 
     def forget(self, uri: str) -> None:
         self._by_document.pop(uri, None)
 
-    def lookup(self, uri: str, now: Context) -> str | None:
+    def lookup(self, uri: str, now: Context) -> tuple[str, Suggestion] | None:
         """The rest of a suggestion that what was typed since agrees with, if any."""
-        for then, text in reversed(self._by_document.get(uri, ())):
-            if (then.line, then.after, then.around) != (now.line, now.after, now.around):
-                continue
-            if not now.before.startswith(then.before):
-                continue
-            typed = now.before[len(then.before) :]
-            if text.startswith(typed) and len(text) > len(typed):
-                return text[len(typed) :]
+        for then in reversed(self._by_document.get(uri, ())):
+            typed, text = now.typed_since(then.context), then.text
+            if typed is not None and text.startswith(typed) and len(text) > len(typed):
+                return text[len(typed) :], then
         return None

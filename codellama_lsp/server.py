@@ -44,7 +44,7 @@ from pygls.uris import to_fs_path
 from . import __version__
 from .context_window import BLOCK_LINES
 from .document import Encoding, TextDocument
-from .engine.infill import InfillRequest, new_tokens_room
+from .engine.infill import Infill, InfillRequest, new_tokens_room
 from .engine.worker import Job, LoadEvent, Outcome, Worker
 from .extra_context import (
     ExtraContext,
@@ -56,7 +56,7 @@ from .extra_context import (
 from .git_ignore import GitIgnored
 from .language_ids import lsp_language_id
 from .replies import completion_items, inline_items, word_start
-from .reuse import RecentSuggestions, context_at
+from .reuse import Context, RecentSuggestions, context_at, next_piece
 from .settings import Settings, parse_settings
 from .typing_pace import TypingPace
 
@@ -247,16 +247,18 @@ class CodeLlamaServer(LanguageServer):
         """A model load is under way: completion requests wait for it rather than go empty."""
         self.awaiting_load: dict[str, asyncio.Future[bool]] = {}
         """Per document, the newest request waiting for the load (an older one is superseded)."""
+        self.warned_room: tuple[int, int] | None = None
+        """(maxNewTokens, model positions) last warned about as too many, to warn only once."""
+        self.completion_registration: str | None = None
+        """The id of completion's run-time registration with the client, once made."""
+        self.used_tokens = 0
+        """Continued tokens of kept middles that were shown beyond their first answer."""
 
     def configure_worker(self) -> None:
         """Hand the settings to the worker; note a load it starts, for requests to wait on."""
         assert self.worker is not None
         if self.worker.configure(self.settings):
             self.loading = True
-        self.warned_room: tuple[int, int] | None = None
-        """(maxNewTokens, model positions) last warned about as too many, to warn only once."""
-        self.completion_registration: str | None = None
-        """The id of completion's run-time registration with the client, once made."""
 
     def apply_settings(self, raw: Any) -> None:
         """Settings changed at run time: what is named changes, the rest stays."""
@@ -507,12 +509,20 @@ class CodeLlamaServer(LanguageServer):
         """The completion at a cursor: from a recent suggestion if typing agrees with it."""
         context = context_at(document.lines, line, column)
         if self.settings.reuse_completions and typed is None:
-            rest = self.recent.lookup(document.uri, context)
-            if rest is not None:
-                self.reused += 1
-                return rest
+            found = self.recent.lookup(document.uri, context)
+            if found is not None:
+                rest, suggestion = found
+                if suggestion.continued:
+                    rest = next_piece(rest, context, suggestion.ended)
+                if rest:
+                    self.reused += 1
+                    if suggestion.continued and not suggestion.used:
+                        suggestion.used = True
+                        self.used_tokens += suggestion.tokens
+                    return rest
         request, _ = self.request_at(document, line, column, typed)
-        outcome = await self.run(document.uri, request, debounce)
+        keep = self.settings.reuse_completions and typed is None
+        outcome = await self.run(document.uri, request, debounce, context if keep else None)
         if outcome.infill is None:
             return None
         if typed is None and self.documents.get(document.uri) is document:
@@ -520,14 +530,25 @@ class CodeLlamaServer(LanguageServer):
             self.recent.remember(document.uri, context, outcome.infill.text)
         return outcome.infill.text
 
-    async def run(self, key: str, request: InfillRequest, debounce: bool) -> Outcome:
+    def keep(self, uri: str, context: Context, shown: Infill, kept: Infill | None) -> None:
+        """A continued middle, kept for asking again: on the event loop, which owns `recent`."""
+        if kept is not None and uri in self.documents:
+            tokens = kept.generated - shown.generated
+            self.recent.remember(
+                uri, context, kept.text, continued=True, ended=kept.ended, tokens=tokens
+            )
+
+    async def run(
+        self, key: str, request: InfillRequest, debounce: bool, context: Context | None = None
+    ) -> Outcome:
+        """The worker's outcome; with `context`, a middle generated on is kept there."""
         assert self.worker is not None
         delay = 0.0
         if debounce:
             delay = self.pace.wait(time.monotonic(), self.settings.debounce_ms / 1000)
         if not await self.load_settled(key):
             return Outcome("superseded")
-        job: Job = self.worker.submit(key, request, delay)
+        job: Job = self.worker.submit(key, request, delay, continues=context is not None)
         try:
             outcome = await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
@@ -535,6 +556,13 @@ class CodeLlamaServer(LanguageServer):
             raise
         if outcome.status == "failed" and outcome.message:  # empty: the same failure again
             self.tell(types.MessageType.Error, outcome.message)
+        if context is not None and outcome.infill is not None:
+            loop, shown = asyncio.get_running_loop(), outcome.infill
+            job.kept.add_done_callback(
+                lambda done: loop.call_soon_threadsafe(
+                    self.keep, key, context, shown, done.result()
+                )
+            )
         return outcome
 
 
@@ -690,7 +718,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
     @server.feature(STATS)
     def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
         assert ls.worker is not None
-        return {**ls.worker.stats(), "reused": ls.reused}
+        return {**ls.worker.stats(), "reused": ls.reused, "usedTokens": ls.used_tokens}
 
     @server.feature(PROMPT)
     async def prompt(

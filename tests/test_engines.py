@@ -202,6 +202,24 @@ def test_greedy_answers_are_the_same_in_process_and_through_each_engine(
         engine.close()
 
 
+def test_a_continuation_through_a_server_shows_early_and_keeps_the_whole_middle(
+    llama_server, tokenizer
+):
+    """Shown at the early stop, generated on to the bound: the engine only yields ids, so
+    continuing works through llama.cpp as in-process (tests/test_continuation.py)."""
+    counter = LineTokenCounter(tokenizer)
+    engine = remote("llama.cpp", llama_server.url, tokenizer)
+    engine.connect()
+    lines = ["def area(r):\n", "    total = compute()\n", "    return total\n"]
+    shown: list = []
+    kept = complete(
+        engine, "continued", request(lines, 1, 20, max_new_tokens=64), counter, bool, shown.append
+    )
+    engine.close()
+    assert shown and shown[0].text and shown[0].generated < kept.generated == 64
+    assert kept.text.startswith(shown[0].text) and len(kept.text) > len(shown[0].text)
+
+
 def test_a_document_keeps_its_slot_and_only_new_tokens_are_evaluated(llama_server, tokenizer):
     engine = remote("llama.cpp", llama_server.url, tokenizer)
     engine.connect()

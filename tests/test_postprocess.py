@@ -24,6 +24,7 @@ from codellama_lsp.postprocess import (
     is_single_line,
     postprocess,
     should_stop,
+    shown_part,
     to_document_style,
 )
 
@@ -328,3 +329,19 @@ def test_a_statement_in_progress_is_finished_not_followed():
     assert postprocess("x = a\n    y = x\n    return y\n", body, "", ended=True) == (
         "x = a\n    y = x\n    return y\n"
     )
+
+
+def test_asking_again_shows_a_kept_middle_piece_by_piece() -> None:
+    """After the shown part is accepted, the next piece of a kept middle is shown: past the line
+    break it starts with (single-line mode: the next line; a block: the next block), cut by the
+    early stop; whitespace that ends a middle the model ended is shown too."""
+    prefix, suffix = "def f(xs):\n    total = 0\n    for x in xs:\n        total += x", ")\n"
+    kept = "\n    if total:\n        return total\n    return -1"
+    assert shown_part(kept, prefix, suffix, ended=True) == "\n    if total:"
+    prefix, suffix = "def f(xs):\n    for x in xs:\n        print(x)", "\n"
+    kept = "\n    total = sum(xs)\n    return total"
+    assert shown_part(kept, prefix, suffix, ended=True) == kept
+    assert shown_part("\n    ", prefix, suffix, ended=True) == "\n    "
+    assert shown_part("\n    ", prefix, suffix, ended=False) == ""
+    rambling = "\n    return xs\n\n\ndef g():\n    pass\n\n\ndef h():\n    pass\n"
+    assert shown_part(rambling, prefix, suffix, ended=False) == "\n    return xs"

@@ -2,7 +2,8 @@
 
 No model runs here: `truth` inserts the true middle (the harness must then pass every task),
 `truth+eot` sends it through the post-processor as a middle the model ended, `truth+eot+stop`
-also through the server's early stop, and `truth+echo` as a model that keeps writing the
+also through the server's early stop, `truth+eot+accept` as well shown early, generated on and
+accepted piece by piece, and `truth+echo` as a model that keeps writing the
 suffix, so the post-processor's cut decides. 100 seeded tasks per benchmark keep this well
 under a minute and a half on two cores.
 """
@@ -131,6 +132,17 @@ def test_an_ended_true_middle_mostly_survives_the_early_stop():
     one_line = [o for o in result["random-span"].outcomes if "\n" not in o.task.middle]
     assert len(one_line) >= 10
     assert all(o.passed for o in one_line), [o.task.task_id for o in one_line if not o.passed]
+
+
+def test_accepting_and_asking_again_gets_the_whole_true_middle():
+    """Shown early, generated on to the <EOT>, kept: the editor accepts what is shown and asks
+    again until nothing more is offered, and so gets what the early stop cut off."""
+    result = results_of("truth+eot+accept")
+    assert result["single-line"].pass_at_1 == 100.0, failures(result["single-line"])
+    assert result["multi-line"].pass_at_1 == 100.0, failures(result["multi-line"])
+    assert result["random-span"].pass_at_1 >= 95.0, failures(result["random-span"])
+    asks = [o.asks for o in result["multi-line"].outcomes]
+    assert max(asks) > 2  # pieces were asked for, not given at once
 
 
 def test_a_true_middle_that_runs_on_is_cut_in_the_right_place_on_single_lines():

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from ..context_window import Window, fit_lines, window_lines
 from ..extra_context import ExtraContext, fit_snippets
-from ..postprocess import detect_indent, postprocess, should_stop, to_document_style
+from ..postprocess import (
+    detect_indent,
+    postprocess,
+    should_stop,
+    shown_part,
+    to_document_style,
+)
 from ..prompt import (
     Order,
     assemble_prompt,
@@ -27,7 +33,7 @@ from ..prompt import (
 )
 from ..settings import Settings
 from ..tokenizer import FimTokenizer
-from .interface import Limits
+from .interface import Generated, Limits
 from .prompt_lookup import MAX_DRAFT
 
 if TYPE_CHECKING:
@@ -94,6 +100,8 @@ class Infill:
     generated: int
     first_token_s: float
     total_s: float
+    ended: bool = False
+    """The model ended the middle itself (<EOT> or </s>), rather than a bound or the early stop."""
 
 
 class LineTokenCounter:
@@ -195,8 +203,14 @@ def complete(
     request: InfillRequest,
     line_tokens: LineTokenCounter,
     cancelled: Callable[[], bool],
+    on_shown: Callable[[Infill], None] | None = None,
 ) -> Infill:
-    """The completion of `request` in `document` (whose cache the engine reuses)."""
+    """The completion of `request` in `document` (whose cache the engine reuses).
+
+    With `on_shown`, the early stop does not end generation: it hands `on_shown` the text to
+    show now, and generation goes on until the model ends the middle or a bound; what is then
+    returned is the whole middle (`ended` says whether the model ended it), kept for asking again.
+    """
     started = time.perf_counter()
     tokenizer = engine.tokenizer
     request = fit_to_model(request, engine.max_positions)
@@ -213,8 +227,38 @@ def complete(
             return ""
         return tokenizer.decode_text(spelled[len(forced) :])
 
+    indent = detect_indent(window.prefix + window.suffix)
+    edges = window.prefix, window.suffix
+
+    def infill_of(generated: Generated, middle: str, ended: bool) -> Infill:
+        return Infill(
+            text=to_document_style(middle, request.eol, indent),
+            prompt_tokens=generated.prompt_tokens,
+            prefilled=generated.prefilled,
+            generated=len(generated.ids),
+            first_token_s=generated.first_token_s,
+            total_s=time.perf_counter() - started,
+            ended=ended,
+        )
+
+    shown = False
+    first_token_s = 0.0
+
     def finished(ids: list[int]) -> bool:
-        return should_stop(text_of(ids), window.prefix, window.suffix)
+        nonlocal shown, first_token_s
+        first_token_s = first_token_s or time.perf_counter() - started
+        if shown or not should_stop(text_of(ids), *edges):
+            return False
+        if on_shown is None:
+            return True
+        answer = postprocess(text_of(ids), *edges, ended=False)
+        if not answer:  # nothing to show: the whole middle may have a next piece to show
+            return False
+        shown = True  # the engine's prefill count comes at the end: 0 for now
+        on_shown(
+            infill_of(Generated(list(ids), None, len(prompt), 0, first_token_s, 0), answer, False)
+        )
+        return False
 
     limits = Limits(
         max_new_tokens=request.max_new_tokens + bool(forced),  # fit_to_model left room
@@ -227,19 +271,13 @@ def complete(
         prompt_budget=request.context_tokens + request.max_new_tokens + 1 + MAX_DRAFT,
     )
     generated = engine.generate(document, prompt, limits)
-    middle = postprocess(
-        text_of(generated.ids),
-        window.prefix,
-        window.suffix,
-        # Only these end a middle; another control id (<PRE>, <s>, ...) is the model going astray.
-        ended=generated.stop_id in (tokenizer.ids.eot, tokenizer.ids.eos),
-    )
-    indent = detect_indent(window.prefix + window.suffix)
-    return Infill(
-        text=to_document_style(middle, request.eol, indent),
-        prompt_tokens=generated.prompt_tokens,
-        prefilled=generated.prefilled,
-        generated=len(generated.ids),
-        first_token_s=generated.first_token_s,
-        total_s=time.perf_counter() - started,
-    )
+    # Only these end a middle; another control id (<PRE>, <s>, ...) is the model going astray.
+    ended = generated.stop_id in (tokenizer.ids.eot, tokenizer.ids.eos)
+    text = text_of(generated.ids)
+    if shown:  # kept whole: the early stop applies to it when it is shown
+        middle = postprocess(text, *edges, ended=True)
+    elif on_shown is not None and ended:  # the early stop showed nothing: the next piece
+        middle = shown_part(text, *edges, ended=True)
+    else:
+        middle = postprocess(text, *edges, ended=ended)
+    return infill_of(generated, middle, ended)

@@ -3,10 +3,12 @@
 The LSP thread only submits jobs and awaits their futures, so it stays I/O-bound and never
 holds the GIL for long. Per document, only the newest job matters: a new one supersedes the
 pending one (answered at once) and cancels the running one (it stops before its next forward
-pass, or its stream is closed). Automatic requests wait out a short debounce first, so a burst
-of keystrokes costs one generation. Loading happens on a separate thread, so prompts can be
-built while weights load. Which engine generates (interface.py) is none of its business: it
-imports no torch.
+pass, or its stream is closed). Once a job's answer is out, its generation goes on (it
+"continues") until the model ends the middle or a bound, so that the whole middle can be kept
+for asking again; a continuing job has the lowest priority: any new job or task stops it.
+Automatic requests wait out a short debounce first, so a burst of keystrokes costs one
+generation. Loading happens on a separate thread, so prompts can be built while weights load.
+Which engine generates (interface.py) is none of its business: it imports no torch.
 """
 
 from __future__ import annotations
@@ -83,6 +85,12 @@ class Job:
     submitted: float = 0.0
     cancelled_at: float | None = None
     """When the cancel flag was set: the worker reports how long it took to stop."""
+    continues: bool = False
+    """Once answered, generate on to keep the whole middle."""
+    shown: Infill | None = None
+    """The answer, given while generation continues (the job is then "continuing")."""
+    kept: Future[Infill | None] = field(default_factory=Future)
+    """The whole middle once a continuing job ends (None: it was stopped, or never continued)."""
 
     def stop(self, superseded: bool) -> None:
         self.superseded = superseded
@@ -92,6 +100,8 @@ class Job:
 
     def resolve(self, outcome: Outcome) -> None:
         _settle(self.future, outcome)
+        if outcome.status != "completed":
+            _settle(self.kept, None)
 
 
 @dataclass
@@ -110,6 +120,10 @@ class Stats:
     cache_hits: int = 0
     worker_restarts: int = 0
     """Times the worker thread was found dead and started again (a bug: see the log)."""
+    continued_tokens: int = 0
+    """Tokens generated after the answer went out, to keep the whole middle."""
+    dropped_tokens: int = 0
+    """Continued tokens thrown away: the continuation was stopped by another job."""
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
     """One entry per finished job, newest last: what the benchmarks and status lines read."""
 
@@ -172,9 +186,19 @@ class Worker:
         ).start()
         return True
 
-    def submit(self, key: str, request: InfillRequest, delay_s: float) -> Job:
+    def submit(
+        self, key: str, request: InfillRequest, delay_s: float, continues: bool = False
+    ) -> Job:
+        """`continues`: once answered, generate on to keep the whole middle (`job.kept`)."""
         now = time.monotonic()
-        job = Job(key, request, due=now + delay_s, number=next(self._numbers), submitted=now)
+        job = Job(
+            key,
+            request,
+            now + delay_s,
+            number=next(self._numbers),
+            submitted=now,
+            continues=continues,
+        )
         with self._cond:
             self._revive()
             self._stats.requests += 1
@@ -186,8 +210,9 @@ class Worker:
             if older is not None:
                 self._stats.superseded += 1
                 older.resolve(Outcome("superseded"))
-            if self._running is not None and self._running.key == key:
-                self._running.stop(superseded=True)
+            running = self._running
+            if running is not None and (running.key == key or running.shown is not None):
+                running.stop(superseded=True)
             self._pending[key] = job
             self._cond.notify()
         return job
@@ -234,6 +259,8 @@ class Worker:
                 "wastedTokens": stats.wasted_tokens,
                 "cacheHits": stats.cache_hits,
                 "workerRestarts": stats.worker_restarts,
+                "continuedTokens": stats.continued_tokens,
+                "droppedTokens": stats.dropped_tokens,
                 "cachedDocuments": self._cached[0],
                 "cacheBytes": self._cached[1],
                 "recent": list(stats.recent),
@@ -307,6 +334,8 @@ class Worker:
         """Run `task` on the worker thread before the next completion."""
         with self._cond:
             self._revive()
+            if self._running is not None and self._running.shown is not None:
+                self._running.stop(superseded=False)
             self._tasks.append(task)
             self._cond.notify()
 
@@ -396,23 +425,67 @@ class Worker:
             self._finish_cancelled(job, generated=0)
             return
         try:
-            infill = complete(engine, job.key, job.request, counter, job.cancel.is_set)
+            on_shown = (lambda shown: self._show(job, shown)) if job.continues else None
+            infill = complete(engine, job.key, job.request, counter, job.cancel.is_set, on_shown)
         except Cancelled as cancelled:
             self._count_cache(engine)
-            self._finish_cancelled(job, cancelled.generated)
+            if job.shown is None:
+                self._finish_cancelled(job, cancelled.generated)
+            else:
+                self._finish_continuation(job, cancelled.generated, None)
             return
         except Exception as error:
-            self._fail(job, engine, error)
+            if job.shown is None:
+                self._fail(job, engine, error)
+            else:  # the answer is out: only the continuation is lost
+                engine.recover(error)
+                self._count_cache(engine)
+                self._finish_continuation(job, job.shown.generated, None)
             return
         self._count_cache(engine)
+        if job.shown is None:
+            self._answer(job, infill)
+            job.kept.set_result(None)
+        else:
+            with self._cond:
+                self._stats.prefilled_tokens += infill.prefilled
+                self._stats.cache_hits += infill.prefilled < infill.prompt_tokens
+            self._finish_continuation(job, infill.generated, infill)
+
+    def _show(self, job: Job, infill: Infill) -> None:
+        """The early stop's answer goes out; generation continues, first in line to be stopped."""
+        job.shown = infill
+        self._answer(job, infill)
+        with self._cond:
+            if self._pending or self._tasks:  # came in before it was continuing
+                job.stop(superseded=True)
+
+    def _finish_continuation(self, job: Job, generated: int, kept: Infill | None) -> None:
+        assert job.shown is not None
+        continued = generated - job.shown.generated
+        with self._cond:
+            self._stats.continued_tokens += continued
+            self._stats.dropped_tokens += continued if kept is None else 0
+            self._stats.recent.append(
+                {
+                    "job": job.number,
+                    "status": "continued" if kept is not None else "dropped",
+                    "continued": continued,
+                    "ended": kept is not None and kept.ended,
+                }
+            )
+        job.kept.set_result(kept)
+
+    def _answer(self, job: Job, infill: Infill) -> None:
         with self._cond:
             self._problem = None
             stats = self._stats
             stats.completed += 1
             stats.prompt_tokens += infill.prompt_tokens
-            stats.prefilled_tokens += infill.prefilled
             stats.generated_tokens += infill.generated
-            stats.cache_hits += infill.prefilled < infill.prompt_tokens
+            if job.shown is None:  # else the prefill is counted when the continuation ends
+                stats.prefilled_tokens += infill.prefilled
+                stats.cache_hits += infill.prefilled < infill.prompt_tokens
             stats.recent.append(
                 {
                     "job": job.number,
