@@ -522,7 +522,9 @@ class CodeLlamaServer(LanguageServer):
                     return rest
         request, _ = self.request_at(document, line, column, typed)
         keep = self.settings.reuse_completions and typed is None
-        outcome = await self.run(document.uri, request, debounce, context if keep else None)
+        outcome = await self.run(
+            document.uri, request, debounce, (document, context) if keep else None
+        )
         if outcome.infill is None:
             return None
         if typed is None and self.documents.get(document.uri) is document:
@@ -530,25 +532,32 @@ class CodeLlamaServer(LanguageServer):
             self.recent.remember(document.uri, context, outcome.infill.text)
         return outcome.infill.text
 
-    def keep(self, uri: str, context: Context, shown: Infill, kept: Infill | None) -> None:
-        """A continued middle, kept for asking again: on the event loop, which owns `recent`."""
-        if kept is not None and uri in self.documents:
+    def keep(
+        self, document: TextDocument, context: Context, shown: Infill, kept: Infill | None
+    ) -> None:
+        """A continued middle, kept for asking again: on the event loop, which owns `recent`;
+        only while the same opening of the document lasts."""
+        if kept is not None and self.documents.get(document.uri) is document:
             tokens = kept.generated - shown.generated
             self.recent.remember(
-                uri, context, kept.text, continued=True, ended=kept.ended, tokens=tokens
+                document.uri, context, kept.text, continued=True, ended=kept.ended, tokens=tokens
             )
 
     async def run(
-        self, key: str, request: InfillRequest, debounce: bool, context: Context | None = None
+        self,
+        key: str,
+        request: InfillRequest,
+        debounce: bool,
+        keep_in: tuple[TextDocument, Context] | None = None,
     ) -> Outcome:
-        """The worker's outcome; with `context`, a middle generated on is kept there."""
+        """The worker's outcome; with `keep_in`, a middle generated on is kept there."""
         assert self.worker is not None
         delay = 0.0
         if debounce:
             delay = self.pace.wait(time.monotonic(), self.settings.debounce_ms / 1000)
         if not await self.load_settled(key):
             return Outcome("superseded")
-        job: Job = self.worker.submit(key, request, delay, continues=context is not None)
+        job: Job = self.worker.submit(key, request, delay, continues=keep_in is not None)
         try:
             outcome = await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
@@ -556,12 +565,10 @@ class CodeLlamaServer(LanguageServer):
             raise
         if outcome.status == "failed" and outcome.message:  # empty: the same failure again
             self.tell(types.MessageType.Error, outcome.message)
-        if context is not None and outcome.infill is not None:
+        if keep_in is not None and outcome.infill is not None:
             loop, shown = asyncio.get_running_loop(), outcome.infill
             job.kept.add_done_callback(
-                lambda done: loop.call_soon_threadsafe(
-                    self.keep, key, context, shown, done.result()
-                )
+                lambda done: loop.call_soon_threadsafe(self.keep, *keep_in, shown, done.result())
             )
         return outcome
 
