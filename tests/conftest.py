@@ -8,10 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from model_factory import build_model, build_tokenizer
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CODELLAMA_TOKENIZER = SHARED / "codellama-7b-hf-tokenizer"
-FIM_VECTORS = SHARED / "fim-reference" / "vectors.jsonl"
+from reference_files import CODELLAMA_TOKENIZER, FIM_VECTORS
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import functools
 import json
 from pathlib import Path
 
-from conftest import CODELLAMA_TOKENIZER
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_files import CODELLAMA_TOKENIZER
 
 from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
 from codellama_lsp.prompt import (
