@@ -209,8 +209,8 @@ class SettingSpec:
                 raise SettingError(f"{text!r} is not on or off")
             value = text == "on"
         elif self.kind in (int, float):
-            try:
-                value = float(text)  # checked as a number from JSON is: "1e3" and "inf" too
+            try:  # checked as a number from JSON is: "1e3" and "inf" too
+                value = int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else float(text)
             except ValueError:
                 raise SettingError(f"{text!r} is not a number") from None
         elif self.kind not in (str,) and not self.choices:

@@ -228,7 +228,8 @@ def test_a_document_keeps_its_slot_and_only_new_tokens_are_evaluated(llama_serve
         complete(engine, "kept", request(lines, line, column), counter, bool).prefilled
         for lines, line, column in typing_trace(8)
     ]
-    assert prefilled[0] > 100 and max(prefilled[1:]) <= 3, prefilled
+    # The first prompt may share a prefix with what the slot held before (cache_prompt).
+    assert max(prefilled[1:]) <= 3, prefilled
     assert engine.slot("kept") == engine.slot("kept") != engine.slot("another")
     engine.close()
 

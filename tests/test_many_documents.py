@@ -10,7 +10,13 @@ TEXT = "import math\n\n\ndef area(r):\n    total = math.pi * r * r\n    return t
 
 
 async def test_a_switch_back_among_a_dozen_documents_prefills_nothing_new():
-    options = {"model": "tiny", "maxNewTokens": 2, "reuseCompletions": False}
+    # No extra context: snippets of the files opened since would change the prompt's start.
+    options = {
+        "model": "tiny",
+        "maxNewTokens": 2,
+        "reuseCompletions": False,
+        "extraContextTokens": 0,
+    }
     cursor = types.Position(line=5, character=len("    total = "))
     async with session(options) as client:
         uris = [f"file:///work/module_{i}.py" for i in range(OPEN)]

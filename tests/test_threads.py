@@ -55,14 +55,16 @@ def test_complete_leaves_a_core_to_the_machine_by_default(tmp_path):
     assert threads_phrase(other) in user.stderr
 
 
-def test_a_negative_thread_count_is_one_line_on_stderr(tmp_path):
+def test_a_negative_thread_count_is_a_usage_error(tmp_path):
     path = tmp_path / "example.py"
     path.write_text(SOURCE, encoding="utf-8")
     result = complete(path, "--threads", "-1")
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "codellama-lsp: error: setting 'threads': -1 is not between 0 and 256"
-    ]
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith("error: argument --threads: -1 is not between 0 and 256")
+    )
 
 
 @pytest.mark.asyncio

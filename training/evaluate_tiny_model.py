@@ -94,7 +94,7 @@ def load_completer(args: argparse.Namespace) -> Callable[[list[str], Case], str]
     """A function from (document lines, case) to the text `complete` would insert."""
     import torch
 
-    from codellama_lsp.engine.generation import CachedSequence
+    from codellama_lsp.engine.in_process import InProcessEngine
     from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete
     from codellama_lsp.engine.model import load_model
     from codellama_lsp.settings import parse_settings
@@ -119,7 +119,8 @@ def load_completer(args: argparse.Namespace) -> Callable[[list[str], Case], str]
 
     def run(lines: list[str], case: Case) -> str:
         request = InfillRequest.at(settings, lines, case.line, case.column, "\n")
-        return complete(loaded, request, CachedSequence(), counter, lambda: False).text
+        fresh = InProcessEngine(loaded, cache_documents=1, cache_bytes=2**40)
+        return complete(fresh, "held-out", request, counter, lambda: False).text
 
     return run
 
