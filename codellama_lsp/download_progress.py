@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    Bar = tqdm[Any]
+else:
+    Bar = tqdm  # tqdm is generic only in its stubs
 
 Progress = Callable[[int, int], None]
 """Called with bytes done and bytes in all (the total grows as each file's download starts)."""
 
 
-def reporting_tqdm(report: Progress) -> type[tqdm]:
+def reporting_tqdm(report: Progress) -> type[Bar]:
     """A tqdm class for `snapshot_download(tqdm_class=...)` that reports through `report`.
 
     The client makes several bars: files fetched, bytes received and bytes written (which of
@@ -28,7 +33,7 @@ def reporting_tqdm(report: Progress) -> type[tqdm]:
     byte_bars: list[Any] = []
     last: list[tuple[int, int] | None] = [None]
 
-    class Reporting(tqdm):  # type: ignore[misc]
+    class Reporting(Bar):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True  # nothing drawn: the callback shows progress
             super().__init__(*args, **kwargs)

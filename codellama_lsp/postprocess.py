@@ -338,7 +338,7 @@ def _brackets(line: str) -> tuple[str, bool]:
     lines, and the prose inside them is better read as (mostly balanced) text than as a string.
     """
     quote = ""
-    found = []
+    found: list[str] = []
     for token in _BRACKET_TOKENS.findall(line):
         if token.startswith("\\") or len(token) == 3:
             continue

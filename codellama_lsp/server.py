@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -107,6 +108,7 @@ class CodeLlamaProtocol(LanguageServerProtocol):
         super().__init__(*args, **kwargs)
         self.initialize_received = False
 
+    @functools.lru_cache  # noqa: B019 (cached as pygls caches the method it overrides)
     def get_message_type(self, method: str) -> type[Any] | None:
         return PromptRequest if method == PROMPT else super().get_message_type(method)
 
@@ -383,7 +385,7 @@ class CodeLlamaServer(LanguageServer):
         older = self.awaiting_load.pop(key, None)
         if older is not None and not older.done():
             older.set_result(False)
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.awaiting_load[key] = waiter
         try:
             return await waiter

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_factory import build_model, build_tokenizer
 
 from codellama_lsp.document import TextDocument
 from codellama_lsp.engine import infill
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
 from codellama_lsp.engine.in_process import InProcessEngine
 from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete, fit_to_model
-from codellama_lsp.engine.model import LoadedModel, load_model
+from codellama_lsp.engine.model import LoadedModel, ModelLoadError, load_model
 from codellama_lsp.engine.prompt_lookup import MAX_DRAFT
 from codellama_lsp.engine.worker import Worker
 from codellama_lsp.settings import Settings
@@ -96,6 +97,26 @@ def test_a_static_cache_gives_the_answers_of_a_dynamic_one(loaded):
         caches.add(id(static_state.cache))
     assert type(static_state.cache).__name__ == "StaticCache" and len(caches) == 1
     assert static_state.capacity == 1024 + 6 + 1 + MAX_DRAFT
+
+
+def test_a_caches_bytes_are_those_of_its_keys_and_values(loaded):
+    """What the in-process engine weighs document caches by, dynamic and static alike."""
+    counter = LineTokenCounter(loaded.tokenizer)
+    lines, line, column = typing_trace()[10]
+    assert CachedSequence().nbytes() == 0
+    for model in (loaded, dataclasses.replace(loaded, decode_graphs=True)):
+        state = CachedSequence()
+        complete_with(model, request(lines, line, column), state, counter, bool)
+        assert state.cache is not None
+        held = sum(layer.keys.nbytes + layer.values.nbytes for layer in state.cache.layers)
+        assert state.nbytes() == held > 0
+
+
+def test_a_model_with_fewer_embeddings_than_token_ids_is_refused(tmp_path):
+    folder = build_model(tmp_path, vocab_size=1000)
+    build_tokenizer(folder, vocab_size=1100)
+    with pytest.raises(ModelLoadError, match="1100 ids but the model only 1000"):
+        load_model(Settings(model=str(folder)))
 
 
 def checks_per_chunk(model) -> int:

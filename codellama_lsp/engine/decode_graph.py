@@ -48,7 +48,8 @@ class DecodeGraph:
 def last_logits(model: PreTrainedModel, cache: Cache, input_ids: torch.Tensor) -> torch.Tensor:
     """One forward pass of `input_ids` after what `cache` holds: the last position's logits."""
     output = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
-    return output.logits[0, -1]
+    logits: torch.Tensor = output.logits
+    return logits[0, -1]
 
 
 def graphs_work(model: PreTrainedModel) -> bool:

@@ -58,12 +58,17 @@ class CachedSequence:
         self.ids, self.capacity, self.graph = [], capacity, None
 
     def nbytes(self) -> int:
+        from transformers.cache_utils import CacheLayerMixin
+
         if self.cache is None:
             return 0
         return sum(
             layer.keys.nbytes + layer.values.nbytes
             for layer in self.cache.layers
-            if getattr(layer, "keys", None) is not None and layer.keys.numel()
+            if isinstance(layer, CacheLayerMixin)
+            and layer.keys is not None
+            and layer.values is not None
+            and layer.keys.numel() > 0
         )
 
 
@@ -118,6 +123,7 @@ def generate(
             state.reset(model, max(static_capacity, needed) if static_capacity else 0)
             reuse = 0
         elif len(state.ids) > reuse:
+            assert state.cache is not None  # it fits
             state.cache.crop(reuse - len(state.ids))
             del state.ids[reuse:]
         interruptible.enter_context(_stop_inside_layers(model, cancelled))
@@ -183,6 +189,9 @@ def _forward(
     """Run `ids` after what the cache holds; the logits of the last position."""
     if len(ids) == 1 and state.capacity and device.type == "cuda":
         if state.graph is None:
+            from transformers import StaticCache
+
+            assert isinstance(state.cache, StaticCache)  # a capacity means a static cache
             state.graph = DecodeGraph(model, state.cache)
         logits = state.graph(ids[0])
     else:
@@ -209,7 +218,7 @@ def _verify(
     output = model(
         input_ids=input_ids, cache=state.cache, use_cache=True, logits_to_keep=len(guess) + 1
     )
-    logits = output.logits[0]
+    logits: torch.Tensor = output.logits[0]
     picks = torch.argmax(logits, dim=-1).tolist()
     kept = 0
     while kept < len(guess) and guess[kept] == picks[kept]:
@@ -251,8 +260,11 @@ def _stop_inside_layers(model: PreTrainedModel, cancelled: Callable[[], bool]) -
 
 def _roll_back(state: CachedSequence) -> None:
     """Crop the layers that took part of an interrupted chunk back to `state.ids`."""
+    from transformers.cache_utils import DynamicLayer, StaticLayer
+
     assert state.cache is not None
     for layer in state.cache.layers:
+        assert isinstance(layer, (DynamicLayer, StaticLayer))  # a Llama: attention layers
         extra = int(layer.get_seq_length()) - len(state.ids)
         if extra > 0:
             layer.crop(-extra)

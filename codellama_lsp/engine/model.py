@@ -57,7 +57,8 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     import torch
 
     if requested != "auto":
-        return getattr(torch, requested)
+        dtype: torch.dtype = getattr(torch, requested)
+        return dtype
     return torch.float32 if device.type == "cpu" else torch.float16
 
 
@@ -140,10 +141,14 @@ def load_model(settings: Settings, progress: Progress | None = None) -> LoadedMo
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
         raise ModelLoadError(_weights_problem(folder, error)) from error
     model.eval()
-    if model.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
+    embeddings = model.get_input_embeddings()
+    if (
+        isinstance(embeddings, torch.nn.Embedding)
+        and embeddings.num_embeddings < tokenizer.vocab_size
+    ):
         raise ModelLoadError(
             f"{settings.model}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
-            f"{model.get_input_embeddings().num_embeddings}: they do not belong together"
+            f"{embeddings.num_embeddings}: they do not belong together"
         )
     with torch.inference_mode():
         # The first forward pass initialises kernels (seconds on a CPU): pay it while loading,
