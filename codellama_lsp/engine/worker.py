@@ -445,7 +445,7 @@ class Worker:
         self._count_cache(engine)
         if job.shown is None:
             self._answer(job, infill)
-            job.kept.set_result(None)
+            _settle(job.kept, None)
         else:
             with self._cond:
                 self._stats.prefilled_tokens += infill.prefilled
@@ -474,7 +474,7 @@ class Worker:
                     "ended": kept is not None and kept.ended,
                 }
             )
-        job.kept.set_result(kept)
+        _settle(job.kept, kept)
 
     def _answer(self, job: Job, infill: Infill) -> None:
         with self._cond:
