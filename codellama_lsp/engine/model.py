@@ -98,13 +98,18 @@ def physical_cores() -> int:
     return len(cores)
 
 
-def load_model(settings: Settings, progress: Progress | None = None) -> LoadedModel:
-    """The tokenizer first (cheap, and it proves the checkpoint can infill), then the weights
-    (their download, on first use of a hub id, reported to `progress`)."""
+def load_model(
+    settings: Settings,
+    progress: Progress | None = None,
+    tokenizer: FimTokenizer | None = None,
+) -> LoadedModel:
+    """The tokenizer first (cheap, and it proves the checkpoint can infill; a caller that has
+    loaded it already passes it), then the weights (their download, on first use of a hub id,
+    reported to `progress`)."""
     import torch
 
     try:
-        tokenizer = load_tokenizer(settings.model)
+        tokenizer = tokenizer or load_tokenizer(settings.model)
         folder = resolve_model_folder(settings.model, MODEL_FILES, progress)
     except (TokenizerError, ModelFilesError) as error:
         raise ModelLoadError(str(error)) from error

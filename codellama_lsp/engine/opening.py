@@ -25,5 +25,7 @@ def open_engine(
     from .model import load_model
 
     return InProcessEngine(
-        load_model(settings, progress), settings.cache_documents, settings.cache_megabytes * 2**20
+        load_model(settings, progress, tokenizer),
+        settings.cache_documents,
+        settings.cache_megabytes * 2**20,
     )
