@@ -206,6 +206,12 @@ class CodeLlamaProtocol(LanguageServerProtocol):
             yield handler, (params,), None
 
 
+def file_path(uri: str) -> Path | None:
+    """The local file a `file:` URI names; None for another scheme (an unsaved buffer)."""
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    return Path(path) if path is not None else None
+
+
 def registers_completion(capabilities: types.ClientCapabilities) -> bool:
     """Whether the client takes completion's registration at run time (and so its changes)."""
     completion = capabilities.text_document and capabilities.text_document.completion
@@ -487,18 +493,18 @@ class CodeLlamaServer(LanguageServer):
         """Whether a document's text may go into another's prompt: not excluded, not git-ignored."""
         if not self.settings.language_enabled(document.language_id):
             return False
-        path = to_fs_path(document.uri) if document.uri.startswith("file:") else None
-        return path is None or not self.git_ignored(Path(path))
+        path = file_path(document.uri)
+        return path is None or not self.git_ignored(path)
 
     def _shown_path(self, uri: str) -> str:
         """A file's path as the prompt names it: relative to the workspace's root if under it."""
-        path = to_fs_path(uri) if uri.startswith("file:") else None
+        path = file_path(uri)
         if path is None:
             return uri
         root = self.workspace.root_path
-        if root and Path(path).is_relative_to(root):
-            return Path(path).relative_to(root).as_posix()
-        return path
+        if root and path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+        return str(path)
 
     async def complete(
         self,
