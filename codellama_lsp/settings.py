@@ -94,7 +94,14 @@ class Settings:
     extra_context_tokens: int = field(default=512, metadata={"min": 0, "max": 100_000})
     """Tokens of the prompt for snippets of the other open (and recently closed) files, as
     comments with their paths before the file's own text (`0`: none); at most half of the prompt.
-    Files turned off in `languages` and git-ignored files are never used."""
+    Files turned off in `languages`, git-ignored files (by the rules of `.gitignore`,
+    `.git/info/exclude` and your global excludes file, read without running git) and files
+    whose status cannot be decided are never used."""
+    share_outside_workspace: bool = field(default=False, metadata={"command_line_only": True})
+    """Let extra context come from open files outside every workspace folder (after following
+    symlinks), such as a file opened on its own with no folder; off, only files inside the
+    workspace's folders (and unsaved buffers) are used. Taken from the command line only: a
+    workspace's settings must not widen what leaves its folders."""
     trust_remote_code: bool = field(default=False, metadata={"command_line_only": True})
     """**Dangerous.** Runs Python code shipped with the checkpoint (its folder or hub page) on
     your machine: only for checkpoints you trust completely. Taken from the command line only."""
