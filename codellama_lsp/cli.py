@@ -21,7 +21,7 @@ from typing import Any
 from . import __version__
 from .download_progress import describe, percentage
 from .engine.infill import InfillRequest
-from .settings import SettingError, Settings, SettingSpec, setting_specs
+from .settings import SettingError, Settings, SettingSpec, setting_specs, with_environment_key
 
 EXIT_FAILURE = 1
 
@@ -172,9 +172,10 @@ def _flag_options(spec: SettingSpec) -> dict[str, Any]:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The flags given, over the defaults; argparse has converted and checked each value."""
+    """The flags given, over the defaults (argparse has converted and checked each value), and
+    the environment's API key."""
     given = {spec.name: getattr(args, spec.name) for spec in setting_specs() if spec.name in args}
-    return Settings(**given)
+    return with_environment_key(Settings(**given))
 
 
 CURSOR_HELP = (

@@ -284,7 +284,7 @@ class CodeLlamaServer(LanguageServer):
     def apply_settings(self, raw: Any) -> None:
         """Settings changed at run time: what is named changes, the rest stays."""
         triggers = self.settings.trigger_characters
-        self.settings, problems = parse_settings(raw, self.settings)
+        self.settings, problems = parse_settings(raw, self.settings, self.base_settings)
         for problem in problems:
             self.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
         if self.settings.trigger_characters != triggers:

@@ -22,6 +22,7 @@ import functools
 import inspect
 import json
 import math
+import os
 import re
 import textwrap
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ Quantization = Literal["none", "4bit", "8bit"]
 EngineKind = Literal["transformers", "llama.cpp", "openai"]
 
 DEFAULT_MODEL = "codellama/CodeLlama-7b-hf"
+API_KEY_ENV = "CODELLAMA_LSP_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,9 @@ class Settings:
     """The served model's name, for `openai` (empty: the server's first model)."""
     engine_api_key: str = field(default="", repr=False, metadata={"secret": True})
     """Sent as `Authorization: Bearer` to a remote engine, never logged; without it, the
-    `CODELLAMA_LSP_API_KEY` environment variable. No command-line flag: a process list would
-    show it."""
+    `CODELLAMA_LSP_API_KEY` environment variable, which goes only to the command line's
+    `engineUrl` (an editor's other URL gets no key but its own). No command-line flag: a process
+    list would show it."""
 
     def language_enabled(self, language_id: str) -> bool:
         return self.languages.get(language_id, self.languages.get("*", True))
@@ -286,15 +289,25 @@ def camel_case(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def with_environment_key(settings: Settings) -> Settings:
+    """The command line's settings with the environment's API key, unless they carry one."""
+    if settings.engine_api_key:
+        return settings
+    return dataclasses.replace(settings, engine_api_key=os.environ.get(API_KEY_ENV, ""))
+
+
 def parse_settings(
-    raw: Mapping[str, Any] | None, base: Settings | None = None
+    raw: Mapping[str, Any] | None, base: Settings | None = None, origin: Settings | None = None
 ) -> tuple[Settings, list[str]]:
     """Settings from an editor's camelCase object, over `base`, with one message per problem.
 
     Each bad value falls back to its default on its own; the others still apply. Settings the
-    command line alone may set are refused and keep `base`'s value.
+    command line alone may set are refused and keep `base`'s value. `origin` (default `base`)
+    is what the command line gave: its API key goes to its own `engineUrl` only, so that a
+    workspace's settings cannot send it to a server of their choosing.
     """
     base = base or Settings()
+    origin = origin or base
     if raw is None:
         return base, []
     if not isinstance(raw, Mapping):
@@ -317,7 +330,15 @@ def parse_settings(
             shown = "not a string" if spec.secret else problem
             problems.append(f"setting '{key}': {shown}; using {spec.default!r}")
             changes[spec.name] = copy.copy(spec.default)
+    if "engine_url" in changes and "engine_api_key" not in changes:
+        same = _server(changes["engine_url"]) == _server(origin.engine_url)
+        changes["engine_api_key"] = origin.engine_api_key if same else ""
     return dataclasses.replace(base, **changes), problems
+
+
+def _server(url: str) -> str:
+    """The server a URL names, as the engines read it (an `openai` URL may end in `/v1`)."""
+    return url.strip().rstrip("/").removesuffix("/v1").lower()
 
 
 def _default(spec: dataclasses.Field[Any]) -> Any:

@@ -17,9 +17,12 @@ from ..tokenizer import FimTokenizer
 class Cancelled(Exception):
     """The request was cancelled or superseded; the cache stays valid for what it holds."""
 
-    def __init__(self, generated: int) -> None:
+    def __init__(self, generated: int, prefilled: int = 0) -> None:
         super().__init__(f"cancelled after {generated} generated tokens")
         self.generated = generated
+        self.prefilled = prefilled
+        """Prompt tokens run through the model before the stop (0 if it stopped in the prefill):
+        a continuation stopped after its answer went out still prefilled its prompt."""
 
 
 class EngineSetupError(Exception):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
@@ -23,11 +22,10 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 
 from ..model_files import declared_positions
-from ..settings import Settings
+from ..settings import API_KEY_ENV, Settings
 from ..tokenizer import FimTokenizer
 from .interface import Cancelled, EngineSetupError, EngineUnavailable, Generated, Limits
 
-API_KEY_ENV = "CODELLAMA_LSP_API_KEY"
 RETRY_AFTER_S = 1.0
 """After a failure, requests are answered empty at once for this long, then tried again."""
 CONNECT_TIMEOUT_S = 3.0
@@ -62,10 +60,6 @@ def base_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def api_key(settings: Settings) -> str:
-    return settings.engine_api_key or os.environ.get(API_KEY_ENV, "")
-
-
 class RemoteEngine:
     """The base of the HTTP engines; subclasses say how to handshake and how to stream."""
 
@@ -80,7 +74,8 @@ class RemoteEngine:
         self.model = settings.model
         self.max_positions = declared_positions(settings.model) or 4096
         self.description = f"{settings.model} on {self.kind} at {self.url}"
-        headers = {"Authorization": f"Bearer {key}"} if (key := api_key(settings)) else {}
+        key = settings.engine_api_key  # the environment's is in it, for its URL only
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._loop = asyncio.new_event_loop()
         self._client = httpx.AsyncClient(
             headers=headers,

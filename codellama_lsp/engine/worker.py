@@ -91,6 +91,8 @@ class Job:
     """The answer, given while generation continues (the job is then "continuing")."""
     kept: Future[Infill | None] = field(default_factory=Future)
     """The whole middle once a continuing job ends (None: it was stopped, or never continued)."""
+    answered: dict[str, Any] | None = None
+    """The answer's entry in `Stats.recent`: a continuation fills in its prefill when it ends."""
 
     def stop(self, superseded: bool) -> None:
         self.superseded = superseded
@@ -263,7 +265,7 @@ class Worker:
                 "droppedTokens": stats.dropped_tokens,
                 "cachedDocuments": self._cached[0],
                 "cacheBytes": self._cached[1],
-                "recent": list(stats.recent),
+                "recent": [dict(entry) for entry in stats.recent],  # a continuation edits one
                 "model": self._engine.description if self._engine else None,
             }
 
@@ -432,7 +434,7 @@ class Worker:
             if job.shown is None:
                 self._finish_cancelled(job, cancelled.generated)
             else:
-                self._finish_continuation(job, cancelled.generated, None)
+                self._finish_continuation(job, cancelled.generated, cancelled.prefilled, None)
             return
         except Exception as error:
             if job.shown is None:
@@ -440,17 +442,14 @@ class Worker:
             else:  # the answer is out: only the continuation is lost
                 engine.recover(error)
                 self._count_cache(engine)
-                self._finish_continuation(job, job.shown.generated, None)
+                self._finish_continuation(job, job.shown.generated, 0, None)
             return
         self._count_cache(engine)
         if job.shown is None:
             self._answer(job, infill)
             _settle(job.kept, None)
         else:
-            with self._cond:
-                self._stats.prefilled_tokens += infill.prefilled
-                self._stats.cache_hits += infill.prefilled < infill.prompt_tokens
-            self._finish_continuation(job, infill.generated, infill)
+            self._finish_continuation(job, infill.generated, infill.prefilled, infill)
 
     def _show(self, job: Job, infill: Infill) -> None:
         """The early stop's answer goes out; generation continues, first in line to be stopped."""
@@ -460,10 +459,17 @@ class Worker:
             if self._pending or self._tasks:  # came in before it was continuing
                 job.stop(superseded=True)
 
-    def _finish_continuation(self, job: Job, generated: int, kept: Infill | None) -> None:
+    def _finish_continuation(
+        self, job: Job, generated: int, prefilled: int, kept: Infill | None
+    ) -> None:
+        """The engine reports the prefill when it stops, kept or not: counted here, once."""
         assert job.shown is not None
         continued = generated - job.shown.generated
         with self._cond:
+            self._stats.prefilled_tokens += prefilled
+            self._stats.cache_hits += 0 < prefilled < job.shown.prompt_tokens
+            if job.answered is not None:
+                job.answered["prefilled"] = prefilled
             self._stats.continued_tokens += continued
             self._stats.dropped_tokens += continued if kept is None else 0
             self._stats.recent.append(
@@ -486,18 +492,17 @@ class Worker:
             if job.shown is None:  # else the prefill is counted when the continuation ends
                 stats.prefilled_tokens += infill.prefilled
                 stats.cache_hits += infill.prefilled < infill.prompt_tokens
-            stats.recent.append(
-                {
-                    "job": job.number,
-                    "status": "completed",
-                    "waitMs": round((job.due - job.submitted) * 1000, 1),
-                    "promptTokens": infill.prompt_tokens,
-                    "prefilled": infill.prefilled,
-                    "generated": infill.generated,
-                    "firstTokenMs": round(infill.first_token_s * 1000, 2),
-                    "engineMs": round(infill.total_s * 1000, 2),
-                }
-            )
+            job.answered = {
+                "job": job.number,
+                "status": "completed",
+                "waitMs": round((job.due - job.submitted) * 1000, 1),
+                "promptTokens": infill.prompt_tokens,
+                "prefilled": infill.prefilled,
+                "generated": infill.generated,
+                "firstTokenMs": round(infill.first_token_s * 1000, 2),
+                "engineMs": round(infill.total_s * 1000, 2),
+            }
+            stats.recent.append(job.answered)
         job.resolve(Outcome("completed", infill))
 
     def _finish_cancelled(self, job: Job, generated: int) -> None:
