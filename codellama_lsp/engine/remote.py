@@ -1,11 +1,15 @@
 """What the engines on an inference server share: the connection, streaming, stopping, faults.
 
 The scheduler's thread calls in synchronously; each call runs on this engine's own event loop,
-which watches the job's cancel flag and deadline while the stream is read. Leaving the stream
-early (cancelled, superseded, the post-processor's early stop, a limit) closes the connection,
-and the server stops generating for it. Every failure becomes `EngineUnavailable` with a message
-that names the server and the cause, never the API key; the next request within a second is
-answered at once without trying, the one after reconnects (and checks the vocabulary again).
+which watches a deadline and a cancel flag while it waits on the server: the job's deadline and
+cancel flag for a stream, HANDSHAKE_TIMEOUT_S for the whole handshake (a server that sends a
+byte a second never trips a per-read timeout), and for both the flag `interrupt` sets from
+another thread when the engine is replaced or the language server stops, so that no call waits
+on a stuck server then. Leaving the stream early (cancelled, superseded, the post-processor's
+early stop, a limit) closes the connection, and the server stops generating for it. Every
+failure becomes `EngineUnavailable` with a message that names the server and the cause, never
+the API key; the next request within a second is answered at once without trying, the one after
+reconnects (and checks the vocabulary again).
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -31,6 +36,8 @@ API_KEY_ENV = "CODELLAMA_LSP_API_KEY"
 RETRY_AFTER_S = 1.0
 """After a failure, requests are answered empty at once for this long, then tried again."""
 CONNECT_TIMEOUT_S = 3.0
+"""For the connection and for each read; the deadlines below bound the whole of a call."""
+HANDSHAKE_TIMEOUT_S = 10
 CANCEL_POLL_S = 0.002
 VOCABULARY_SAMPLE = 'def greet(name):\n    return f"héllo, {name}"  # ☺\n\tx = [1, 2]\n'
 DEFAULT_SEED = 0xFFFFFFFF
@@ -90,6 +97,7 @@ class RemoteEngine:
         self._connected = False
         self._retry_at = 0.0
         self._problem = ""
+        self._interrupted = threading.Event()
 
     # -- the Engine interface -----------------------------------------------------------------
 
@@ -103,8 +111,11 @@ class RemoteEngine:
         started = time.perf_counter()
         stream = Stream(started)
         try:
-            finished = self._loop.run_until_complete(
-                self._watch(self._stream(document, prompt, limits, stream), limits, stream)
+            finished = self._call(
+                self._stream(document, prompt, limits, stream),
+                limits.deadline,
+                limits.cancelled,
+                lambda: len(stream.ids),
             )
         except EngineUnavailable as error:
             self._went_down(str(error))
@@ -136,6 +147,11 @@ class RemoteEngine:
 
     def recover(self, error: Exception) -> str:
         return f"completion failed: {type(error).__name__}: {error}"
+
+    def interrupt(self) -> None:
+        """From any thread: the call under way ends now, raising `Cancelled`, and so does every
+        later one but `close`; for an engine that is replaced, or a language server stopping."""
+        self._interrupted.set()
 
     def close(self) -> None:
         if not self._loop.is_closed():
@@ -217,7 +233,12 @@ class RemoteEngine:
         if time.monotonic() < self._retry_at:
             raise EngineUnavailable(self._problem)
         try:
-            self._loop.run_until_complete(self._handshake())
+            deadline = time.perf_counter() + HANDSHAKE_TIMEOUT_S
+            if not self._call(self._handshake(), deadline, lambda: False, lambda: 0):
+                raise EngineUnavailable(
+                    f"the {self.kind} server at {self.url} did not answer its handshake "
+                    f"within {HANDSHAKE_TIMEOUT_S:g} s"
+                )
         except EngineUnavailable as error:
             self._went_down(str(error))
             raise
@@ -228,8 +249,31 @@ class RemoteEngine:
         self._problem = problem
         self._retry_at = time.monotonic() + RETRY_AFTER_S
 
+    def _call(
+        self,
+        work: Coroutine[Any, Any, None],
+        deadline: float,
+        cancelled: Callable[[], bool],
+        generated: Callable[[], int],
+    ) -> bool:
+        """Run `work` on this engine's loop until it ends (True) or `deadline` (False); raise
+        `Cancelled`, saying how many tokens were `generated`, once `cancelled` or interrupted."""
+
+        def stopped() -> bool:
+            return self._interrupted.is_set() or cancelled()
+
+        if stopped():
+            work.close()
+            raise Cancelled(generated())
+        return self._loop.run_until_complete(self._watch(work, deadline, stopped, generated))
+
     @staticmethod
-    async def _watch(work: Awaitable[None], limits: Limits, stream: Stream) -> bool:
+    async def _watch(
+        work: Coroutine[Any, Any, None],
+        deadline: float,
+        cancelled: Callable[[], bool],
+        generated: Callable[[], int],
+    ) -> bool:
         """Run `work` until it ends (True), the deadline (False) or the cancel flag (raises)."""
         task = asyncio.ensure_future(work)
         try:
@@ -238,9 +282,9 @@ class RemoteEngine:
                 if done:
                     task.result()
                     return True
-                if limits.cancelled():
-                    raise Cancelled(len(stream.ids))
-                if time.perf_counter() > limits.deadline:
+                if cancelled():
+                    raise Cancelled(generated())
+                if time.perf_counter() > deadline:
                     return False
         finally:
             if not task.done():
