@@ -38,6 +38,7 @@ RETRY_AFTER_S = 1.0
 CONNECT_TIMEOUT_S = 3.0
 """For the connection and for each read; the deadlines below bound the whole of a call."""
 HANDSHAKE_TIMEOUT_S = 10
+"""The most the whole handshake may take, all its requests together."""
 CANCEL_POLL_S = 0.002
 VOCABULARY_SAMPLE = 'def greet(name):\n    return f"héllo, {name}"  # ☺\n\tx = [1, 2]\n'
 DEFAULT_SEED = 0xFFFFFFFF
