@@ -15,6 +15,7 @@ import json
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -433,3 +434,82 @@ async def test_shutdown_and_exit_do_not_wait_for_a_stuck_handshake(
         assert await asyncio.wait_for(client._server.wait(), 30) == 0
         # A liveness bound, not a speed: it was 10 s (two joins of 5 s behind the stuck call).
         assert time.monotonic() - started < 4
+
+
+# -- 8. bodies and lines are bounded in size ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_json_body_that_never_ends_is_refused_at_the_limit(servers, tokenizer, kind):
+    server = servers(kind, tokenizer, handshake=flood("application/json", b"{"))
+    engine = engine_for(kind, server.url, tokenizer)
+    path = "/props" if kind == "llama.cpp" else "/v1/models"
+    with resident_growth() as growth, pytest.raises(EngineUnavailable) as failed:
+        engine.connect()
+    assert growth() < GROWTH_LIMIT, f"grew {growth() / MiB:.0f} MiB"
+    assert str(failed.value) == f"{engine.url}{path} answered more than 1 MiB"
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """FLOOD bytes of JSON whitespace in a gzip stream of well under 1 MiB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    spaces = b" " * (16 * MiB)
+    parts = [packer.compress(b"{")]
+    parts += [packer.compress(spaces) for _ in range(FLOOD // len(spaces))]
+    return b"".join([*parts, packer.compress(b"}"), packer.flush()])
+
+
+def test_a_gzip_bomb_is_not_unpacked(servers, tokenizer, gzip_bomb):
+    """Bytes are counted as they come: an answer that unpacks to 400 MiB is not unpacked."""
+    assert len(gzip_bomb) < MiB
+
+    def bomb(server: FakeServer, asked: Asked, connection: socket.socket) -> None:
+        headers = f"Content-Encoding: gzip\r\nContent-Length: {len(gzip_bomb)}"
+        head(connection, "application/json", headers)
+        connection.sendall(gzip_bomb)
+
+    server = servers("llama.cpp", tokenizer, handshake=bomb)
+    engine = engine_for("llama.cpp", server.url, tokenizer)
+    with resident_growth() as growth, pytest.raises(EngineUnavailable) as failed:
+        engine.connect()
+    assert growth() < GROWTH_LIMIT, f"grew {growth() / MiB:.0f} MiB"
+    assert str(failed.value) == (
+        f"{engine.url}/props answered in gzip, not the identity encoding asked for"
+    )
+    assert server.asked[0].path == "/props"
+    engine.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_streamed_line_that_never_ends_is_refused_at_the_limit(servers, tokenizer, kind):
+    server = servers(kind, tokenizer, stream=flood("text/event-stream", b'data: {"tokens": ['))
+    engine = engine_for(kind, server.url, tokenizer)
+    engine.connect()
+    path = "/completion" if kind == "llama.cpp" else "/v1/completions"
+    with resident_growth() as growth, pytest.raises(EngineUnavailable) as failed:
+        engine.generate("d", PROMPT, limits())
+    assert growth() < GROWTH_LIMIT, f"grew {growth() / MiB:.0f} MiB"
+    assert str(failed.value) == f"{engine.url}{path} streamed a line of more than 1 MiB"
+    engine.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads Linux's /proc")
+async def test_over_lsp_a_line_that_never_ends_is_one_message_and_memory_stays_bounded(
+    tiny_model_dir, tokenizer, servers
+):
+    server = servers(
+        "llama.cpp", tokenizer, stream=flood("text/event-stream", b'data: {"tokens": [')
+    )
+    options = lsp_options(tiny_model_dir, server.url, timeBudgetMs=60_000)
+    async with session(options) as client:
+        assert client._server is not None
+        before = peak_resident(client._server.pid)
+        open_document(client, URI, TEXT)
+        assert await inline_text(client) == ""
+        grown = peak_resident(client._server.pid) - before
+        assert grown < GROWTH_LIMIT, f"grew {grown / MiB:.0f} MiB"
+        assert errors(client) == [
+            f"codellama-lsp: {server.url}/completion streamed a line of more than 1 MiB"
+        ]

@@ -5,11 +5,12 @@ which watches a deadline and a cancel flag while it waits on the server: the job
 cancel flag for a stream, HANDSHAKE_TIMEOUT_S for the whole handshake (a server that sends a
 byte a second never trips a per-read timeout), and for both the flag `interrupt` sets from
 another thread when the engine is replaced or the language server stops, so that no call waits
-on a stuck server then. Leaving the stream early (cancelled, superseded, the post-processor's
-early stop, a limit) closes the connection, and the server stops generating for it. Every
-failure becomes `EngineUnavailable` with a message that names the server and the cause, never
-the API key; the next request within a second is answered at once without trying, the one after
-reconnects (and checks the vocabulary again).
+on a stuck server then. What a server sends is bounded in size as it comes: a JSON answer to
+BODY_LIMIT, a line of a stream to LINE_LIMIT, in the identity encoding only. Leaving the stream
+early (cancelled, superseded, the post-processor's early stop, a limit) closes the connection,
+and the server stops generating for it. Every failure becomes `EngineUnavailable` with a message
+that names the server and the cause, never the API key; the next request within a second is
+answered at once without trying, the one after reconnects (and checks the vocabulary again).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
@@ -39,6 +40,10 @@ CONNECT_TIMEOUT_S = 3.0
 """For the connection and for each read; the deadlines below bound the whole of a call."""
 HANDSHAKE_TIMEOUT_S = 10
 """The most the whole handshake may take, all its requests together."""
+BODY_LIMIT = 2**20
+"""The most a JSON answer (or an error's body) may hold: the largest real one is a few KB."""
+LINE_LIMIT = 2**20
+"""The most a line of an event stream may hold: a real one holds a token or a few."""
 CANCEL_POLL_S = 0.002
 VOCABULARY_SAMPLE = 'def greet(name):\n    return f"héllo, {name}"  # ☺\n\tx = [1, 2]\n'
 DEFAULT_SEED = 0xFFFFFFFF
@@ -88,7 +93,9 @@ class RemoteEngine:
         self.model = settings.model
         self.max_positions = declared_positions(settings.model) or 4096
         self.description = f"{settings.model} on {self.kind} at {self.url}"
-        headers = {"Authorization": f"Bearer {key}"} if (key := api_key(settings)) else {}
+        headers = {"Accept-Encoding": "identity"}  # bodies are counted as they come
+        if key := api_key(settings):
+            headers["Authorization"] = f"Bearer {key}"
         self._loop = asyncio.new_event_loop()
         self._client = httpx.AsyncClient(
             headers=headers,
@@ -174,13 +181,15 @@ class RemoteEngine:
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
         """One request answered with JSON; any failure as EngineUnavailable."""
         try:
-            response = await self._client.request(method, self.url + path, json=body)
+            async with self._client.stream(method, self.url + path, json=body) as response:
+                data = await self._body(response, path)
         except httpx.HTTPError as error:
             raise EngineUnavailable(self._transport_problem(error)) from None
         if response.status_code >= 400:
-            raise EngineUnavailable(self._status_problem(response.status_code, response.text))
+            text = data.decode("utf-8", "replace")
+            raise EngineUnavailable(self._status_problem(response.status_code, text))
         try:
-            return response.json()
+            return json.loads(data)
         except ValueError:
             raise EngineUnavailable(f"{self.url}{path} did not answer JSON") from None
 
@@ -191,12 +200,11 @@ class RemoteEngine:
         try:
             async with self._client.stream("POST", self.url + path, json=body) as response:
                 if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
+                    text = (await self._body(response, path)).decode("utf-8", "replace")
                     raise EngineUnavailable(self._status_problem(response.status_code, text))
                 # Closed here, not left to the garbage collector (which would schedule the
                 # close on this engine's loop when it is no longer running).
-                lines = cast("AsyncGenerator[str, None]", response.aiter_lines())
-                async with aclosing(lines):
+                async with aclosing(self._lines(response, path)) as lines:
                     async for line in lines:
                         kind, _, data = line.partition(":")
                         data = data.strip()
@@ -210,6 +218,54 @@ class RemoteEngine:
             raise EngineUnavailable(self._transport_problem(error)) from None
         except json.JSONDecodeError:
             raise EngineUnavailable(f"{self.url}{path} streamed something not JSON") from None
+
+    async def _body(self, response: httpx.Response, path: str) -> bytes:
+        """The whole body, refused past BODY_LIMIT: nothing says a server's answer ends."""
+        self._check_encoding(response, path)
+        data = bytearray()
+        async with aclosing(response.aiter_raw()) as chunks:
+            async for chunk in chunks:
+                data += chunk
+                if len(data) > BODY_LIMIT:
+                    raise EngineUnavailable(
+                        f"{self.url}{path} answered more than {BODY_LIMIT // 2**20} MiB"
+                    )
+        return bytes(data)
+
+    async def _lines(self, response: httpx.Response, path: str) -> AsyncGenerator[str, None]:
+        """The body's lines, each refused past LINE_LIMIT (httpx's `aiter_lines` keeps a line
+        that never ends whole). A CR LF split between chunks makes an empty line more, which
+        an event stream ignores."""
+        self._check_encoding(response, path)
+        partial = bytearray()
+        async with aclosing(response.aiter_raw()) as chunks:
+            async for chunk in chunks:
+                partial += chunk
+                if b"\n" in chunk or b"\r" in chunk:
+                    lines = partial.splitlines(keepends=True)
+                    ended = lines[-1].endswith((b"\n", b"\r"))
+                    partial = bytearray() if ended else lines.pop()
+                    for line in lines:
+                        self._check_line(len(line.rstrip(b"\r\n")), path)
+                        yield line.rstrip(b"\r\n").decode("utf-8", "replace")
+                self._check_line(len(partial), path)
+        if partial:
+            yield partial.decode("utf-8", "replace")
+
+    def _check_line(self, length: int, path: str) -> None:
+        if length > LINE_LIMIT:
+            raise EngineUnavailable(
+                f"{self.url}{path} streamed a line of more than {LINE_LIMIT // 2**20} MiB"
+            )
+
+    def _check_encoding(self, response: httpx.Response, path: str) -> None:
+        """Only `identity` is asked for: a packed body is not unpacked (a few kilobytes of gzip
+        can unpack to gigabytes before a limit on what came in would notice)."""
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise EngineUnavailable(
+                f"{self.url}{path} answered in {encoding}, not the identity encoding asked for"
+            )
 
     def _check_vocabulary(self, sample_ids: list[int], markers_text: str) -> None:
         """The server's encoding of the sample and its spelling of the infilling markers must
