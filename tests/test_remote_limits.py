@@ -15,6 +15,7 @@ import json
 import socket
 import threading
 import time
+import tracemalloc
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -513,3 +514,130 @@ async def test_over_lsp_a_line_that_never_ends_is_one_message_and_memory_stays_b
         assert errors(client) == [
             f"codellama-lsp: {server.url}/completion streamed a line of more than 1 MiB"
         ]
+
+
+# -- 9. numbers a server sends are checked -----------------------------------------------------
+
+NONSENSE = [0, -1, 2 * 10**7, True, 1.5, "4", None]
+
+
+@pytest.mark.parametrize("slots", NONSENSE)
+def test_nonsense_slots_are_refused(servers, tokenizer, slots):
+    props = {**PROPS, "total_slots": slots}
+    server = servers("llama.cpp", tokenizer, handshake=answer_json(props))
+    engine = engine_for("llama.cpp", server.url, tokenizer)
+    with pytest.raises(EngineUnavailable, match=r"sent total_slots .*, not a whole number in 1\."):
+        engine.connect()
+    engine.close()
+
+
+@pytest.mark.parametrize("n_ctx", [0, -512, 10**12, True, 512.0, "512", None])
+def test_nonsense_positions_are_refused(servers, tokenizer, n_ctx):
+    props = {**PROPS, "default_generation_settings": {"n_ctx": n_ctx}}
+    server = servers("llama.cpp", tokenizer, handshake=answer_json(props))
+    engine = engine_for("llama.cpp", server.url, tokenizer)
+    with pytest.raises(EngineUnavailable, match=r"sent n_ctx .*, not a whole number in 1\."):
+        engine.connect()
+    engine.close()
+
+
+@pytest.mark.parametrize("field", ["max_model_len", "n_ctx"])
+@pytest.mark.parametrize("positions", [0, -5, 10**12, True, 4096.0, "4096"])
+def test_nonsense_openai_positions_are_refused(servers, tokenizer, field, positions):
+    entry = {"id": "tiny", field: positions} if field != "n_ctx" else {"id": "tiny"}
+    if field == "n_ctx":
+        entry["meta"] = {"n_ctx": positions}
+    server = servers("openai", tokenizer, handshake=answer_json({"data": [entry]}))
+    engine = engine_for("openai", server.url, tokenizer)
+    with pytest.raises(EngineUnavailable, match=rf"sent {field} .*, not a whole number in 1\."):
+        engine.connect()
+    engine.close()
+
+
+def test_the_sane_numbers_are_taken(servers, tokenizer):
+    server = servers("llama.cpp", tokenizer)
+    engine = engine_for("llama.cpp", server.url, tokenizer)
+    engine.connect()
+    assert isinstance(engine, LlamaCppEngine)
+    assert (engine.slots, engine.max_positions) == (2, 512)
+    engine.close()
+
+
+def test_a_slot_is_found_without_a_list_of_all_slots(servers, tokenizer):
+    """A server's slot count costs nothing per slot (2x10^7 slots took 750 MB a document)."""
+    engine = LlamaCppEngine(Settings(model="tiny", engine="llama.cpp"), tokenizer)
+    engine.slots = 10**6
+    tracemalloc.start()
+    try:
+        found = [engine.slot(f"doc{i}") for i in range(3)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(set(found)) == 3 and engine.slot("doc1") == found[1]
+    assert peak < MiB, peak
+    engine.close()
+
+
+@pytest.mark.parametrize("prompt_n", [-3, len(PROMPT) + 1, 10**9, True, 2.0, "2"])
+def test_nonsense_prompt_counts_are_refused_llama_cpp(servers, tokenizer, prompt_n):
+    ids = tokenizer.encode_infilling(ANSWER)
+    server = servers("llama.cpp", tokenizer, stream=events(llama_events(ids, prompt_n)))
+    engine = engine_for("llama.cpp", server.url, tokenizer)
+    engine.connect()
+    with pytest.raises(EngineUnavailable, match=r"sent prompt_n .*, not a whole number in 0\."):
+        engine.generate("d", PROMPT, limits())
+    engine.close()
+
+
+@pytest.mark.parametrize(
+    ("usage", "field"),
+    [
+        ({"prompt_tokens": -1}, "prompt_tokens"),
+        ({"prompt_tokens": 10**9}, "prompt_tokens"),
+        ({"prompt_tokens": True}, "prompt_tokens"),
+        ({"prompt_tokens": "8"}, "prompt_tokens"),
+        ({"prompt_tokens": 8, "prompt_tokens_details": {"cached_tokens": 9}}, "cached_tokens"),
+        ({"prompt_tokens": 8, "prompt_tokens_details": {"cached_tokens": -1}}, "cached_tokens"),
+        ({"prompt_tokens": 8, "prompt_tokens_details": {"cached_tokens": 1.0}}, "cached_tokens"),
+    ],
+)
+def test_nonsense_usage_is_refused_openai(servers, tokenizer, usage, field):
+    ids = tokenizer.encode_infilling(ANSWER)
+    server = servers("openai", tokenizer, stream=events(openai_events(ids, usage)))
+    engine = engine_for("openai", server.url, tokenizer)
+    engine.connect()
+    with pytest.raises(EngineUnavailable, match=rf"sent {field} .*, not a whole number in 0\."):
+        engine.generate("d", PROMPT, limits())
+    engine.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sane_counts_are_taken(servers, tokenizer, kind):
+    ids = tokenizer.encode_infilling(ANSWER)
+    answer = (
+        events(llama_events(ids, 3))
+        if kind == "llama.cpp"
+        else events(
+            openai_events(ids, {"prompt_tokens": 8, "prompt_tokens_details": {"cached_tokens": 5}})
+        )
+    )
+    server = servers(kind, tokenizer, stream=answer)
+    engine = engine_for(kind, server.url, tokenizer)
+    engine.connect()
+    generated = engine.generate("d", PROMPT, limits())
+    assert (generated.ids, generated.stop_id, generated.prefilled) == (ids, 6, 3)
+    engine.close()
+
+
+async def test_over_lsp_nonsense_slots_are_one_message(tiny_model_dir, tokenizer, servers):
+    props = {**PROPS, "total_slots": 2 * 10**7}
+    server = servers("llama.cpp", tokenizer, handshake=answer_json(props))
+    async with session(lsp_options(tiny_model_dir, server.url), wait_ready=False) as client:
+        message = await error_message(client, timeout_s=30)
+        assert message == (
+            f"codellama-lsp: the llama.cpp server at {server.url} sent total_slots 20000000, "
+            "not a whole number in 1..4096"
+        )
+        open_document(client, URI, TEXT)
+        assert await inline_text(client) == ""
+        assert errors(client) == [message]

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
@@ -46,6 +46,10 @@ LINE_LIMIT = 2**20
 """The most a line of an event stream may hold: a real one holds a token or a few."""
 CANCEL_POLL_S = 0.002
 VOCABULARY_SAMPLE = 'def greet(name):\n    return f"héllo, {name}"  # ☺\n\tx = [1, 2]\n'
+MAX_SLOTS = 4096
+"""More slots than any llama-server runs (each holds a context of its own)."""
+MAX_POSITIONS = 2**24
+"""More positions than any model serves (Code Llama's reach 100k)."""
 DEFAULT_SEED = 0xFFFFFFFF
 """llama.cpp's "a new random seed each time"; only sampling (temperature > 0) uses a seed."""
 
@@ -73,6 +77,17 @@ def base_url(url: str) -> str:
     except ValueError as error:
         raise EngineSetupError(f"engineUrl {url!r}: {error}") from None
     return url.strip().rstrip("/")
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """An int of JSON's: `True` is an int to Python, not a number to a server."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shown(value: object) -> str:
+    """A value a server sent, short enough for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def api_key(settings: Settings) -> str:
@@ -281,6 +296,18 @@ class RemoteEngine:
                 "tokenization of a sample or of the infilling markers differs): serve the "
                 "Code Llama checkpoint whose tokenizer `model` names"
             )
+
+    def _number(self, value: object, what: str, low: int, high: int) -> int:
+        """`value`, checked: an int (not a bool) in `low..high`. Anything else is refused, not
+        clamped or guessed at: a server that sends it is not what it claims to be (a proxy's
+        page, a bug, a hostile host), and a guess would fail later, less clearly, or cost
+        memory (a slot count of 2x10^7 once did)."""
+        if not is_int(value) or not low <= value <= high:
+            raise EngineUnavailable(
+                f"the {self.kind} server at {self.url} sent {what} {shown(value)}, not a whole "
+                f"number in {low}..{high}"
+            )
+        return value
 
     # -- internals ----------------------------------------------------------------------------
 
