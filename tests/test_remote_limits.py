@@ -544,9 +544,8 @@ def test_nonsense_positions_are_refused(servers, tokenizer, n_ctx):
 @pytest.mark.parametrize("field", ["max_model_len", "n_ctx"])
 @pytest.mark.parametrize("positions", [0, -5, 10**12, True, 4096.0, "4096"])
 def test_nonsense_openai_positions_are_refused(servers, tokenizer, field, positions):
-    entry = {"id": "tiny", field: positions} if field != "n_ctx" else {"id": "tiny"}
-    if field == "n_ctx":
-        entry["meta"] = {"n_ctx": positions}
+    said = {field: positions} if field == "max_model_len" else {"meta": {field: positions}}
+    entry = {"id": "tiny", **said}
     server = servers("openai", tokenizer, handshake=answer_json({"data": [entry]}))
     engine = engine_for("openai", server.url, tokenizer)
     with pytest.raises(EngineUnavailable, match=rf"sent {field} .*, not a whole number in 1\."):
@@ -641,3 +640,49 @@ async def test_over_lsp_nonsense_slots_are_one_message(tiny_model_dir, tokenizer
         open_document(client, URI, TEXT)
         assert await inline_text(client) == ""
         assert errors(client) == [message]
+
+
+# -- 14. token ids outside the vocabulary ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", [-1, 1000, 10**6, True, "5", 5.0])
+def test_a_token_id_outside_the_vocabulary_is_a_faulty_server(servers, tokenizer, kind, bad):
+    assert tokenizer.vocab_size == 1000
+    ids = [*tokenizer.encode_infilling(" **"), bad]
+    stream = events(llama_events(ids) if kind == "llama.cpp" else openai_events(ids))
+    server = servers(kind, tokenizer, stream=stream)
+    engine = engine_for(kind, server.url, tokenizer)
+    engine.connect()
+    with pytest.raises(EngineUnavailable) as failed:
+        engine.generate("d", PROMPT, limits())
+    assert str(failed.value) == (
+        f"the {engine.kind} server at {engine.url} sent token id {bad!r}, outside the "
+        "vocabulary of 1000"
+    )
+    engine.close()
+
+
+def test_a_stop_reason_outside_the_vocabulary_is_a_faulty_server(servers, tokenizer):
+    final = {"choices": [{"text": "", "finish_reason": "stop", "stop_reason": -7}]}
+    server = servers("openai", tokenizer, stream=events([final]))
+    engine = engine_for("openai", server.url, tokenizer)
+    engine.connect()
+    with pytest.raises(EngineUnavailable, match="sent token id -7, outside the vocabulary"):
+        engine.generate("d", PROMPT, limits())
+    engine.close()
+
+
+async def test_over_lsp_a_token_id_outside_the_vocabulary_is_one_message(
+    tiny_model_dir, tokenizer, servers
+):
+    """Today -1 was decoded as the vocabulary's last piece and shown as text."""
+    ids = [*tokenizer.encode_infilling(" **"), -1]
+    server = servers("llama.cpp", tokenizer, stream=events(llama_events(ids)))
+    async with session(lsp_options(tiny_model_dir, server.url)) as client:
+        open_document(client, URI, TEXT)
+        assert await inline_text(client) == ""
+        assert errors(client) == [
+            f"codellama-lsp: the llama.cpp server at {server.url} sent token id -1, outside "
+            "the vocabulary of 1000"
+        ]

@@ -132,7 +132,7 @@ class LlamaCppEngine(RemoteEngine):
                 timings = event.get("timings")
                 if stream.prefilled is None and isinstance(timings, dict) and "prompt_n" in timings:
                     stream.prefilled = self._number(timings["prompt_n"], "prompt_n", 0, len(prompt))
-                for token in event.get("tokens") or ():
+                for token in self._token_ids(event.get("tokens") or []):
                     if not stream.first_token_s:
                         stream.first_token_s = time.perf_counter() - stream.started
                     if token in limits.stop_ids:

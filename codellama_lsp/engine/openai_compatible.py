@@ -123,7 +123,7 @@ class OpenAIEngine(RemoteEngine):
                     if ids is None:  # text only: encoded again, whole (merges can cross chunks)
                         text += choice.get("text") or ""
                         stream.ids[:] = self.tokenizer.encode_infilling(text)
-                    for token in [] if ids is None else [int(i) for i in ids]:
+                    for token in [] if ids is None else self._token_ids(ids):
                         if token in limits.stop_ids:
                             stream.stop_id = token
                             return
@@ -136,9 +136,9 @@ class OpenAIEngine(RemoteEngine):
                         return
                     finished = finished or bool(choice.get("finish_reason"))
                     if choice.get("finish_reason") == "stop":
-                        reason = choice.get("stop_reason")
+                        reason = choice.get("stop_reason")  # vLLM's: the stop id, or a text
                         stream.stop_id = (
-                            reason if isinstance(reason, int) else self.tokenizer.ids.eot
+                            self._token_id(reason) if is_int(reason) else self.tokenizer.ids.eot
                         )
         if not finished:
             raise EngineUnavailable(f"the server at {self.url} ended the answer midway")

@@ -6,9 +6,10 @@ cancel flag for a stream, HANDSHAKE_TIMEOUT_S for the whole handshake (a server 
 byte a second never trips a per-read timeout), and for both the flag `interrupt` sets from
 another thread when the engine is replaced or the language server stops, so that no call waits
 on a stuck server then. What a server sends is bounded in size as it comes: a JSON answer to
-BODY_LIMIT, a line of a stream to LINE_LIMIT, in the identity encoding only. Leaving the stream
-early (cancelled, superseded, the post-processor's early stop, a limit) closes the connection,
-and the server stops generating for it. Every failure becomes `EngineUnavailable` with a message
+BODY_LIMIT, a line of a stream to LINE_LIMIT, in the identity encoding only; every number in it
+(slots, positions, counts, token ids) is checked before use. Leaving the stream early
+(cancelled, superseded, the post-processor's early stop, a limit) closes the connection, and the
+server stops generating for it. Every failure becomes `EngineUnavailable` with a message
 that names the server and the cause, never the API key; the next request within a second is
 answered at once without trying, the one after reconnects (and checks the vocabulary again).
 """
@@ -306,6 +307,24 @@ class RemoteEngine:
             raise EngineUnavailable(
                 f"the {self.kind} server at {self.url} sent {what} {shown(value)}, not a whole "
                 f"number in {low}..{high}"
+            )
+        return value
+
+    def _token_ids(self, value: object) -> list[int]:
+        """Generated ids, checked: a list of ids of this tokenizer's vocabulary (one outside it
+        would be decoded as another piece, or not at all)."""
+        if not isinstance(value, list):
+            raise EngineUnavailable(
+                f"the {self.kind} server at {self.url} sent token ids {shown(value)}, not a list"
+            )
+        return [self._token_id(token) for token in value]
+
+    def _token_id(self, value: object) -> int:
+        vocabulary = self.tokenizer.vocab_size
+        if not is_int(value) or not 0 <= value < vocabulary:
+            raise EngineUnavailable(
+                f"the {self.kind} server at {self.url} sent token id {shown(value)}, outside "
+                f"the vocabulary of {vocabulary}"
             )
         return value
 
