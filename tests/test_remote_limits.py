@@ -326,7 +326,7 @@ def lsp_options(model: Path, url: str, **more: Any) -> dict[str, Any]:
     return {"model": str(model), "engine": "llama.cpp", "engineUrl": url, **more}
 
 
-# -- 4. the handshake has a deadline, and is interrupted ------------------------------------------
+# -- the handshake has a deadline, and is interrupted -------------------------------------------
 
 
 def raised_by(call: Callable[[], object], timeout_s: float) -> BaseException:
@@ -437,7 +437,7 @@ async def test_shutdown_and_exit_do_not_wait_for_a_stuck_handshake(
         assert time.monotonic() - started < 4
 
 
-# -- 8. bodies and lines are bounded in size ---------------------------------------------------
+# -- bodies and lines are bounded in size -------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -516,7 +516,7 @@ async def test_over_lsp_a_line_that_never_ends_is_one_message_and_memory_stays_b
         ]
 
 
-# -- 9. numbers a server sends are checked -----------------------------------------------------
+# -- numbers a server sends are checked ---------------------------------------------------------
 
 NONSENSE = [0, -1, 2 * 10**7, True, 1.5, "4", None]
 
@@ -642,7 +642,7 @@ async def test_over_lsp_nonsense_slots_are_one_message(tiny_model_dir, tokenizer
         assert errors(client) == [message]
 
 
-# -- 14. token ids outside the vocabulary ------------------------------------------------------
+# -- token ids outside the vocabulary -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", KINDS)
