@@ -280,8 +280,7 @@ class RemoteEngine:
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding != "identity":
             raise EngineUnavailable(
-                f"{self.url}{path} answered in {encoding[:40]}, not the identity encoding "
-                "asked for"
+                f"{self.url}{path} answered in {encoding[:40]}, not the identity encoding asked for"
             )
 
     def _check_vocabulary(self, sample_ids: list[int], markers_text: str) -> None:
