@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..tokenizer import FimTokenizer
 
@@ -99,3 +99,14 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """An engine whose calls wait on something outside this process (a server), which may
+    never answer: the scheduler interrupts them from another thread when it drops the engine."""
+
+    def interrupt(self) -> None:
+        """Thread-safe: end the call under way now (it raises `Cancelled`), and every later
+        one but `close`."""
+        ...

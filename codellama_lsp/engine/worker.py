@@ -37,7 +37,7 @@ from .infill import (
     fit_to_model,
     prompt_for,
 )
-from .interface import Cancelled, Engine, EngineSetupError, EngineUnavailable
+from .interface import Cancelled, Engine, EngineSetupError, EngineUnavailable, Interruptible
 from .opening import open_engine
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,7 @@ class Worker:
             self._tokenizer = None
             self._problem = None
         if old is not None:
+            _interrupt(old)  # a call stuck on its server would hold up the close and the load
             self._post(old.close)
         threading.Thread(
             target=self._load, args=(settings, generation), name="codellama-loader", daemon=True
@@ -278,6 +279,9 @@ class Worker:
             if self._running is not None:
                 self._running.stop(superseded=False)
             self._cond.notify()
+            engine = self._engine
+        if engine is not None:
+            _interrupt(engine)  # else a call stuck on a server holds the thread past the join
         self._thread.join(timeout=5)
 
     # -- loading (its own thread) -----------------------------------------------------------
@@ -320,11 +324,15 @@ class Worker:
             return  # replaced meanwhile
         try:
             engine.connect()
+        except Cancelled:
+            return  # interrupted: replaced, or the server stops; nothing to tell
         except EngineUnavailable as error:
             # Ready all the same: each request tries again (at most once a second), and
             # answers empty at once meanwhile.
             message = f"codellama-lsp: {error}"
             with self._cond:
+                if engine is not self._engine:
+                    return  # replaced while it failed: about a server no longer in use
                 self._problem = message
             self._on_load_event(LoadEvent("failed", message))
             return
@@ -555,6 +563,11 @@ class Worker:
         cached = engine.cached()
         with self._cond:
             self._cached = cached
+
+
+def _interrupt(engine: Engine) -> None:
+    if isinstance(engine, Interruptible):
+        engine.interrupt()
 
 
 def _settle(future: Future[Any], result: object = None, error: BaseException | None = None) -> None:
