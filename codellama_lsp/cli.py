@@ -21,7 +21,7 @@ from typing import Any
 from . import __version__
 from .download_progress import describe, percentage
 from .engine.infill import InfillRequest
-from .settings import SettingError, Settings, SettingSpec, setting_specs
+from .settings import SettingError, Settings, SettingSpec, setting_specs, with_environment_key
 
 EXIT_FAILURE = 1
 
@@ -29,6 +29,9 @@ EXIT_FAILURE = 1
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line."""
 
+
+SOURCE_LIMIT = 16 * 2**20
+"""The most a source file may hold: far more than a prompt can use."""
 
 FILL_ME = "<FILL_ME>"
 """The hole marker of the transformers docs' Code Llama examples, read by `complete FILE`."""
@@ -75,23 +78,24 @@ def read_source(spec: str) -> Source:
 
 
 def read_text(path: Path) -> str:
+    """A source file's text: a regular file of at most SOURCE_LIMIT bytes, so that a FIFO
+    named by mistake cannot hang the command, nor /dev/zero fill the memory."""
+    from .model_files import UnreadableFile, read_regular_file
+
     try:
-        return path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a folder, not a file") from None
+        return read_regular_file(path, SOURCE_LIMIT).decode("utf-8")
+    except UnreadableFile as error:
+        raise UsageError(f"{path}: {error}") from None
     except UnicodeDecodeError as error:
         raise UsageError(f"{path}: not UTF-8 text ({error.reason})") from None
-    except OSError as error:
-        raise UsageError(f"{path}: {error.strerror}") from None
 
 
 def read_cursor(cursor: Cursor) -> Source:
     """The file at the cursor, the cursor checked."""
     from .document import TextDocument
 
-    document = TextDocument(cursor.path.resolve().as_uri(), "", 0, read_text(cursor.path))
+    text = read_text(cursor.path)  # first: it explains a path that cannot be resolved
+    document = TextDocument(cursor.path.resolve().as_uri(), "", 0, text)
     if cursor.line >= len(document.lines):
         raise UsageError(
             f"{cursor.path}: line {cursor.line + 1} is past the end ({len(document.lines)} lines)"
@@ -168,9 +172,10 @@ def _flag_options(spec: SettingSpec) -> dict[str, Any]:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The flags given, over the defaults; argparse has converted and checked each value."""
+    """The flags given, over the defaults (argparse has converted and checked each value), and
+    the environment's API key."""
     given = {spec.name: getattr(args, spec.name) for spec in setting_specs() if spec.name in args}
-    return Settings(**given)
+    return with_environment_key(Settings(**given))
 
 
 CURSOR_HELP = (
@@ -238,9 +243,8 @@ def run_prompt(args: argparse.Namespace) -> int:
     from .tokenizer import load_tokenizer
 
     settings = settings_from(args)
-    source = read_source(args.cursor)
+    request = _request(settings, read_source(args.cursor), args.others)
     tokenizer = load_tokenizer(settings.model)
-    request = _request(settings, source, args.others)
     positions = declared_positions(settings.model)
     if positions is not None:  # the window `complete` would use
         try:
@@ -263,6 +267,7 @@ def run_complete(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     source = read_source(args.cursor)
+    request = _request(settings, source, args.others)  # every file read before the load
     if settings.trust_remote_code:
         print(
             "codellama-lsp: --trust-remote-code is on: the checkpoint's code may run",
@@ -278,7 +283,6 @@ def run_complete(args: argparse.Namespace) -> int:
     try:
         engine.connect()
         loaded_s = time.perf_counter() - started
-        request = _request(settings, source, args.others)
         infill = complete(engine, "cli", request, LineTokenCounter(tokenizer), lambda: False)
     except EngineUnavailable as error:
         raise UsageError(str(error)) from None
@@ -321,11 +325,12 @@ class DownloadBar:
 def _request(settings: Settings, source: Source, others: list[Path]) -> InfillRequest:
     from .extra_context import ExtraContext, OpenFile, choose_snippets, comment_marker
 
-    files = [
-        OpenFile(str(path.resolve()), _shown(path), tuple(read_cursor(Cursor(path, 0, 0)).lines))
-        for path in others
-        if path.resolve() != source.path.resolve()
-    ]
+    files = []
+    for path in others:
+        # Read before resolved: reading says why a path is bad (a link loop, say).
+        lines = tuple(read_cursor(Cursor(path, 0, 0)).lines)
+        if path.resolve() != source.path.resolve():
+            files.append(OpenFile(str(path.resolve()), _shown(path), lines))
     extra = ExtraContext(
         choose_snippets(source.lines, source.line, files, settings.extra_context_tokens),
         comment_marker("", str(source.path)),
@@ -341,6 +346,7 @@ def _shown(path: Path) -> str:
 
 def run_serve(args: argparse.Namespace) -> int:
     from .framing import FrameReader, PipeWriter
+    from .log_redaction import redact_secrets_in_logs
     from .server import create_server
 
     logging.basicConfig(
@@ -348,6 +354,7 @@ def run_serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact_secrets_in_logs()
     if args.log_level != "debug":
         # pygls logs whole messages (document text, completions) at info: only debug asks for them.
         logging.getLogger("pygls").setLevel(logging.WARNING)

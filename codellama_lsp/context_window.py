@@ -36,6 +36,36 @@ def _as_lf(line: str) -> str:
     return text + "\n" if len(text) < len(line) else text
 
 
+def clip_lines(
+    lines: Sequence[str], line: int, column: int, reach: int
+) -> tuple[Sequence[str], int]:
+    """`lines` with every line over `reach` characters cut to its `reach` next to the cursor,
+    and the cursor's column in the cut line.
+
+    A window of `n` tokens spans at most `n * max_piece_chars` characters each way (`reach`), so
+    the cut changes nothing it could hold, and a minified line of megabytes costs no more to
+    tokenize than `reach` characters: lines before the cursor keep their end, lines after it
+    their start, the cursor's line `reach` each side of the cursor. Terminators are kept.
+    """
+    if all(len(text) <= reach for text in lines):
+        return lines, column
+    clipped = list(lines)
+    for index, text in enumerate(lines):
+        if len(text) <= reach:
+            continue
+        body = text.rstrip("\r\n")
+        end = text[len(body) :]
+        if index < line:
+            clipped[index] = body[-reach:] + end
+        elif index > line:
+            clipped[index] = body[:reach] + end
+        else:
+            head = body[max(0, column - reach) : column]
+            clipped[index] = head + body[column : column + reach] + end
+            column = len(head)
+    return clipped, column
+
+
 def fit_window(
     lines: Sequence[str],
     line: int,

@@ -15,14 +15,16 @@ The snippets sit before everything else in the prompt, so a change to them re-pr
 
 from __future__ import annotations
 
-import functools
 import keyword
 import math
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+
+from .bounded_memo import BoundedMemo
 
 WINDOW_LINES = 12
 STRIDE = 4
@@ -43,9 +45,16 @@ MAX_SNIPPETS = 64
 """Candidates handed to the prompt builder, best first; it keeps those that fit the budget."""
 CHARS_PER_TOKEN = 3
 """A low estimate for code, so that the candidates handed on more than fill the budget."""
-LINE_MEMO = 50_000
-WINDOW_MEMO = 64
-"""Files whose windows are remembered: choosing again after a pause re-cuts none of them."""
+MAX_LINE_CHARS = 1000
+"""What of a line the chooser reads, and a snippet shows: a longer line is minified code or data,
+whose names say little, and whole it would cost its length to read and to tokenize."""
+MAX_FILE_LINES = 20_000
+"""Lines of a file that are cut into windows (its first): a generated file of hundreds of
+thousands of lines would take seconds, and more than the memo holds, every time it is read."""
+LINE_MEMO_BYTES = 16 * 2**20
+"""What the memo of lines' identifiers may hold (about 50,000 lines of code)."""
+WINDOW_MEMO_BYTES = 64 * 2**20
+"""What the memo of files' windows may hold: choosing again after a pause re-cuts none of them."""
 PAUSE_S = 1.0
 """A gap between requests this long ends a burst of typing: the choice may then change."""
 MOVE_LINES = 8
@@ -128,10 +137,30 @@ def identifiers(text: str) -> set[str]:
     return {name for name in _IDENTIFIER.findall(text) if name not in _COMMON and len(name) > 1}
 
 
-@functools.lru_cache(maxsize=LINE_MEMO)
+def _names_bytes(names: frozenset[str]) -> int:
+    return sys.getsizeof(names) + sum(map(sys.getsizeof, names))
+
+
+_LINE_NAMES: BoundedMemo[str, frozenset[str]] = BoundedMemo(
+    LINE_MEMO_BYTES, lambda text, names: sys.getsizeof(text) + _names_bytes(names)
+)
+
+
 def _line_identifiers(text: str) -> frozenset[str]:
     """A line's identifiers, remembered: choosing again after a pause re-reads the same lines."""
-    return frozenset(identifiers(text))
+    text = _clipped(text)
+    names = _LINE_NAMES.get(text)
+    if names is None:
+        names = frozenset(identifiers(text))
+        _LINE_NAMES.put(text, names)
+    return names
+
+
+def _clipped(text: str) -> str:
+    """The line cut to MAX_LINE_CHARS, its terminator kept."""
+    if len(text) <= MAX_LINE_CHARS:
+        return text
+    return text[:MAX_LINE_CHARS] + text[len(text.rstrip("\r\n")) :]
 
 
 def choose_snippets(
@@ -155,7 +184,8 @@ def choose_snippets(
                 nearest[name] = distance
     if not nearest:
         return ()
-    near = identifiers("".join(lines[max(0, line - QUERY_BEFORE) : line + QUERY_AFTER + 1]))
+    query = lines[max(0, line - QUERY_BEFORE) : line + QUERY_AFTER + 1]
+    near = identifiers("".join(map(_clipped, query)))
     windows = [window for file in others for window in _windows(file)]
     frequency = Counter(name for window in windows for name in window.names & near)
     weight = {name: math.log(1 + len(windows) / (1 + frequency[name])) for name in near}
@@ -178,6 +208,7 @@ def choose_snippets(
         key=lambda item: (-item[0], item[1]),
     )
     chosen: list[_Window] = []
+    snippets: list[Snippet] = []
     estimate = 0
     for value, _, window in ranked:
         if value <= 0 or len(chosen) == MAX_SNIPPETS or estimate > 2 * budget:
@@ -190,18 +221,43 @@ def choose_snippets(
         ):
             continue
         chosen.append(window)
-        span = window.file.lines[window.start : window.end]
+        span = tuple(map(_clipped, window.file.lines[window.start : window.end]))
         estimate += sum(len(text) for text in span) // CHARS_PER_TOKEN
-    return tuple(
-        Snippet(window.file.path, window.start, tuple(window.file.lines[window.start : window.end]))
-        for window in chosen
-    )
+        snippets.append(Snippet(window.file.path, window.start, span))
+    return tuple(snippets)
 
 
-@functools.lru_cache(maxsize=WINDOW_MEMO)
+def _windows_bytes(key: str, windows: tuple[OpenFile, list[_Window]]) -> int:
+    """The file's lines (its windows keep them) and each window with its names."""
+    lines, cut = windows[0].lines, windows[1]
+    text = sys.getsizeof(lines) + sum(map(sys.getsizeof, lines))
+    return text + sum(sys.getsizeof(window) + _names_bytes(window.names) for window in cut)
+
+
+_WINDOWS: BoundedMemo[str, tuple[OpenFile, list[_Window]]] = BoundedMemo(
+    WINDOW_MEMO_BYTES, _windows_bytes
+)
+
+
+def forget(key: str) -> None:
+    """Drop what is remembered of a file that is no longer beside any document."""
+    _WINDOWS.pop(key)
+
+
 def _windows(file: OpenFile) -> list[_Window]:
+    """The file's windows, remembered per file: an edit replaces its old version's."""
+    found = _WINDOWS.get(file.key)
+    if found is not None and found[0] == file:
+        return found[1]
+    windows = _cut_windows(file)
+    _WINDOWS.put(file.key, (file, windows))
+    return windows
+
+
+def _cut_windows(file: OpenFile) -> list[_Window]:
     """Windows of WINDOW_LINES every STRIDE lines, and one per definition: its signature."""
-    lines, count = file.lines, len(file.lines)
+    lines = tuple(map(_clipped, file.lines[:MAX_FILE_LINES]))
+    count = len(lines)
     windows = []
     for start in range(0, max(count - WINDOW_LINES, 0) + STRIDE, STRIDE):
         end = min(start + WINDOW_LINES, count)

@@ -30,7 +30,10 @@ LINE_TAIL = 256
 BODY_CHUNK = 1 << 20
 """Bodies are read this much at a time: memory is taken as bytes arrive, not as a header claims."""
 
-_CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:[ \t]*(\S*)[ \t]*\r?\n\Z", re.IGNORECASE)
+_CONTENT_LENGTH_REVERSED = re.compile(
+    rb"\n\r?[ \t]*(\S*)[ \t]*:[ \t]*htgnel-tnetnoc", re.IGNORECASE
+)
+"""A Content-Length header, name, colon, value, ending a line: matched on the reversed line."""
 _HEADER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*:[^\r\n]*\r?\n")
 _HTTP_REQUEST_LINE = re.compile(rb"[A-Za-z]+ \S+ HTTP/\d")
 
@@ -75,11 +78,12 @@ class FrameReader:
                 if _HTTP_REQUEST_LINE.match(line):
                     log.warning("refused a stream that starts with an HTTP request")
                     return None
-            found = _CONTENT_LENGTH.search(line)
+            found = _content_length(line)
             if found is not None:
-                if found.start():
-                    log.warning("skipped %d bytes before a Content-Length header", found.start())
-                length = _length(found.group(1))
+                start, value = found
+                if start:
+                    log.warning("skipped %d bytes before a Content-Length header", start)
+                length = _length(value)
             elif not _HEADER.fullmatch(line):
                 log.warning("skipped %d bytes that are not a header", len(line))
                 length = None
@@ -105,6 +109,19 @@ class FrameReader:
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
+
+
+def _content_length(line: bytes) -> tuple[int, bytes] | None:
+    """Where the Content-Length header that ends `line` starts, and its value; None if none does.
+
+    Matched from the end, where the header must be, in one pass: a forward search tried each
+    `content-length` in the line to its end, seconds of CPU for one 64 KiB line of them. The
+    greedy value makes the match the longest, so the header found is the one a search finds.
+    """
+    found = _CONTENT_LENGTH_REVERSED.match(line[::-1])
+    if found is None:
+        return None
+    return len(line) - found.end(), found.group(1)[::-1]
 
 
 def _length(value: bytes) -> int | None:

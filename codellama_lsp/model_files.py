@@ -6,15 +6,23 @@ and every way this can fail becomes one message a user can act on.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .download_progress import Progress, reporting_tqdm
 
 SHIPPED_MODELS = {"tiny": Path(__file__).parent / "models" / "tiny"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 MODEL_FILES = ("*.json", "*.safetensors", "tokenizer.model")
+INDEX_FILE = "model.safetensors.index.json"
+CONFIG_LIMIT = 2**20
+"""The most a config.json may hold: a real one holds a few kB."""
+JSON_LIMIT = 64 * 2**20
+"""The most a model's JSON file may hold: the largest tokenizer.json known holds about 33 MB;
+the loaders read a JSON file whole into memory."""
 
 
 class ModelFilesError(Exception):
@@ -25,9 +33,14 @@ def resolve_model_folder(
     model: str, patterns: tuple[str, ...], progress: Progress | None = None
 ) -> Path:
     """A local folder holding `model`'s files that match `patterns` (downloaded if need be,
-    reporting the bytes to `progress`), each of them a regular file."""
+    reporting the bytes to `progress`), each of them, and each shard its index names, a
+    readable regular file."""
     folder = _find_folder(model, patterns, progress)
-    _refuse_special_files(folder, patterns)
+    for path in _files_to_load(folder, patterns):
+        try:
+            file_size(path, JSON_LIMIT if path.suffix == ".json" else None)
+        except UnreadableFile as error:
+            raise ModelFilesError(f"cannot load {path}: {error}") from error
     return folder
 
 
@@ -40,27 +53,97 @@ def _find_folder(model: str, patterns: tuple[str, ...], progress: Progress | Non
     folder = Path(model).expanduser()
     if folder.is_dir():
         return folder
+    if folder.exists():
+        kind = "a file" if folder.is_file() else _kind(folder.stat().st_mode)
+        raise ModelFilesError(f"{model}: it is {kind}, not a model folder")
     if not _is_hub_id(model):
         raise ModelFilesError(f"{model}: no such folder")
     return _download(model, patterns, progress)
 
 
-def _refuse_special_files(folder: Path, patterns: tuple[str, ...]) -> None:
-    """Refuse, before anything opens them, model files that are not regular files.
+class UnreadableFile(Exception):
+    """A file that cannot be read as a regular file; the message says why, not which file."""
 
-    A FIFO or a device never ends: the loaders would block on it (safetensors and tokenizers
-    while holding the GIL, which freezes the whole server). Links to regular files are fine.
+
+def file_size(path: Path, limit: int | None = None) -> int:
+    """The size of `path`, refused unless it is a regular file this process may read (links to
+    one are fine) holding at most `limit` bytes.
+
+    A FIFO or a device never ends: a reader would block on it (safetensors and tokenizers while
+    holding the GIL, which freezes the whole server) or fill the memory.
     """
-    for pattern in patterns:
-        for path in sorted(folder.glob(pattern)):
-            try:
-                mode = path.stat().st_mode
-            except OSError as error:
-                raise ModelFilesError(f"cannot read {path}: {error.strerror}") from error
-            if not stat.S_ISREG(mode):
-                raise ModelFilesError(
-                    f"cannot load {path}: it is {_kind(mode)}, not a regular file"
-                )
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnreadableFile(f"it is {_kind(mode)}, not a regular file")
+        with open(path, "rb") as file:  # proves it readable: safetensors says EACCES is ENOENT
+            size = os.fstat(file.fileno()).st_size
+    except OSError as error:
+        raise UnreadableFile(os_problem(path, error)) from error
+    if limit is not None and size > limit:
+        raise UnreadableFile(f"it holds {size:,} bytes, more than the {limit:,} it may")
+    return size
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of `path`, a regular file of at most `limit` bytes (see `file_size`)."""
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise UnreadableFile(os_problem(path, error)) from error
+    with os.fdopen(descriptor, "rb") as file:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnreadableFile(f"it is {_kind(mode)}, not a regular file")
+        data = file.read(limit + 1)  # the file may have grown since it was opened
+    if len(data) > limit:
+        raise UnreadableFile(f"it holds more than the {limit:,} bytes it may")
+    return data
+
+
+def os_problem(path: Path, error: OSError) -> str:
+    """What an OSError on `path` means, in the words a user needs."""
+    if error.errno == errno.ENOENT:
+        return "a link to a missing file" if path.is_symlink() else "no such file"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.ELOOP:
+        return "a loop of symbolic links"
+    if error.errno == errno.EISDIR:
+        return "it is a folder, not a regular file"
+    return (error.strerror or str(error)).lower()
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files the loader may open: those at the top of `folder`, and the shards
+    its index names, each checked to lie inside `folder`."""
+    files = sorted(folder.glob("*.safetensors"))
+    index = folder / INDEX_FILE
+    if not index.exists() and not index.is_symlink():
+        return files
+    try:
+        weight_map = json.loads(read_regular_file(index, JSON_LIMIT)).get("weight_map")
+    except UnreadableFile as error:
+        raise ModelFilesError(f"cannot load {index}: {error}") from error
+    except (ValueError, AttributeError) as error:
+        raise ModelFilesError(f"{index} is not a valid index: {error}") from error
+    if not isinstance(weight_map, dict):
+        raise ModelFilesError(f"{index} is not a valid index: it has no weight_map")
+    for name in sorted(set(weight_map.values())):
+        shard = PurePosixPath(name) if isinstance(name, str) else None
+        if shard is None or not name or shard.is_absolute() or ".." in shard.parts or "\\" in name:
+            raise ModelFilesError(f"{index} names {name!r}: shards must be files inside {folder}")
+        if folder / shard not in files:
+            files.append(folder / shard)
+    return files
+
+
+def _files_to_load(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    files = sorted({path for pattern in patterns for path in folder.glob(pattern)})
+    if "*.safetensors" in patterns:
+        files += [path for path in weight_files(folder) if path not in files]
+    return files
 
 
 def _kind(mode: int) -> str:
@@ -123,7 +206,7 @@ def declared_positions(model: str) -> int | None:
     prompt window (`fit_to_model`) also where no weights are loaded."""
     try:
         config = resolve_model_folder(model, ("config.json",)) / "config.json"
-        value = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
-    except (ModelFilesError, OSError, ValueError, AttributeError):
+        value = json.loads(read_regular_file(config, CONFIG_LIMIT)).get("max_position_embeddings")
+    except (ModelFilesError, UnreadableFile, ValueError, AttributeError):
         return None
     return value if isinstance(value, int) and value > 0 else None

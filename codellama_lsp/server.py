@@ -19,6 +19,8 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ from pygls.protocol import (
 )
 from pygls.uris import to_fs_path
 
-from . import __version__
+from . import __version__, extra_context
 from .context_window import BLOCK_LINES
 from .document import Encoding, TextDocument
 from .engine.infill import Infill, InfillRequest, new_tokens_room
@@ -68,6 +70,15 @@ PROMPT = "codellama/prompt"
 SETTINGS_SECTION = "codellama"
 RECENTLY_CLOSED = 8
 """Closed documents whose text stays a source of extra context, the most recent first."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """An other document as the chooser sees it: its lines and version when the request came."""
+
+    document: TextDocument
+    version: int
+    lines: tuple[str, ...]
 
 
 @attrs.define
@@ -241,6 +252,8 @@ class CodeLlamaServer(LanguageServer):
         self.closed: OrderedDict[str, TextDocument] = OrderedDict()
         self.git_ignored = GitIgnored()
         self.extra_choice = StableChoice()
+        """Used on `chooser` only, as the extra-context memos are."""
+        self.chooser = ThreadPoolExecutor(1, thread_name_prefix="codellama-extra-context")
         self.worker: Worker | None = None
         self._progress: asyncio.Task[str | None] | None = None
         self.encoding: Encoding = "utf-16"
@@ -271,7 +284,7 @@ class CodeLlamaServer(LanguageServer):
     def apply_settings(self, raw: Any) -> None:
         """Settings changed at run time: what is named changes, the rest stays."""
         triggers = self.settings.trigger_characters
-        self.settings, problems = parse_settings(raw, self.settings)
+        self.settings, problems = parse_settings(raw, self.settings, self.base_settings)
         for problem in problems:
             self.tell(types.MessageType.Warning, f"codellama-lsp: {problem}")
         if self.settings.trigger_characters != triggers:
@@ -441,12 +454,13 @@ class CodeLlamaServer(LanguageServer):
         except ValueError as error:
             raise JsonRpcInvalidParams(str(error)) from error
 
-    def request_at(
+    async def request_at(
         self, document: TextDocument, line: int, column: int, typed: tuple[int, str] | None = None
     ) -> tuple[InfillRequest, int]:
         """A snapshot of the lines the window can reach, and the document line it starts at.
 
-        Snapshots keep later edits from racing the worker. Every line costs at least one token,
+        Snapshots keep later edits, which arrive while the extra context is chosen, from racing
+        the chooser and the worker. Every line costs at least one token,
         so `contextTokens` lines each way is enough; the snapshot starts on a block boundary so
         the window's own block edges stay put. `typed` = (from column, text) replaces the line's
         text from that column to the cursor, as when a popup item is selected.
@@ -459,51 +473,105 @@ class CodeLlamaServer(LanguageServer):
             current = lines[line - first]
             lines[line - first] = current[:start] + text + current[column:]
             column = start + len(text)
-        extra = self.extra_context_at(document, line)
+        extra = await self.extra_context_at(document, line)
         request = InfillRequest.at(
             self.settings, lines, line - first, column, document.eol(), extra
         )
         return request, first
 
-    def extra_context_at(self, document: TextDocument, line: int) -> ExtraContext | None:
-        """Snippets of the other open and recently closed files, kept while typing in one place."""
+    async def extra_context_at(self, document: TextDocument, line: int) -> ExtraContext | None:
+        """Snippets of the other open and recently closed files, kept while typing in one place.
+
+        Chosen on the chooser thread, from snapshots of the documents' lines taken here: reading
+        a large neighbour (or asking git about it) would hold up every other message on the
+        event loop. Awaited, so a `$/cancelRequest` still reaches the handler.
+        """
         budget = self.settings.extra_context_tokens
         if budget == 0:
             return None
-        others = [
-            other
+        sources = [
+            Source(other, other.version, tuple(other.lines))
             for other in [*self.documents.values(), *reversed(self.closed.values())]
-            if other.uri != document.uri and self._may_share(other)
+            if other.uri != document.uri
         ]
-        key = (document.uri, budget, tuple((other.uri, other.version) for other in others))
+        choice = functools.partial(
+            self._choose_extra,
+            document.uri,
+            tuple(document.lines),
+            line,
+            sources,
+            budget,
+            comment_marker(document.language_id, document.uri),
+            time.monotonic(),
+        )
+        return await asyncio.get_running_loop().run_in_executor(self.chooser, choice)
+
+    def _choose_extra(
+        self,
+        uri: str,
+        lines: tuple[str, ...],
+        line: int,
+        sources: list[Source],
+        budget: int,
+        marker: str,
+        now: float,
+    ) -> ExtraContext | None:
+        """On the chooser thread (one, so the choice and the memos see one call at a time)."""
+        others = [source for source in sources if self._may_share(source.document)]
+        key = (uri, budget, tuple((other.document.uri, other.version) for other in others))
 
         def choose() -> ExtraContext:
             files = [
-                OpenFile(other.uri, self._shown_path(other.uri), tuple(other.lines))
+                OpenFile(other.document.uri, self._shown_path(other.document.uri), other.lines)
                 for other in others
             ]
-            return ExtraContext(
-                choose_snippets(document.lines, line, files, budget),
-                comment_marker(document.language_id, document.uri),
-            )
+            return ExtraContext(choose_snippets(lines, line, files, budget), marker)
 
-        return self.extra_choice.get(key, line, time.monotonic(), choose)
+        return self.extra_choice.get(key, line, now, choose)
 
     def _may_share(self, document: TextDocument) -> bool:
-        """Whether a document's text may go into another's prompt: not excluded, not git-ignored."""
+        """Whether a document's text may go into another's prompt: not excluded, inside a
+        workspace folder (after symlinks, unless `shareOutsideWorkspace`), and neither the file
+        nor what it links to git-ignored. Safe from any thread; undecidable means no."""
         if not self.settings.language_enabled(document.language_id):
             return False
         path = file_path(document.uri)
-        return path is None or not self.git_ignored(path)
+        if path is None:
+            return True
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop
+            return False
+        if not self.settings.share_outside_workspace and not any(
+            real.is_relative_to(folder) for folder in self._workspace_folders()
+        ):
+            return False
+        return not self.git_ignored(path) and (real == path or not self.git_ignored(real))
+
+    def _workspace_folders(self) -> list[Path]:
+        """The workspace's folders (symlinks resolved): `initialize`'s folders or root, as
+        pygls keeps them up to date with `workspace/didChangeWorkspaceFolders`."""
+        uris = [folder.uri for folder in list(self.workspace.folders.values())]
+        if not uris and self.workspace.root_uri:
+            uris = [self.workspace.root_uri]
+        folders = []
+        for uri in uris:
+            path = file_path(uri)
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                if path is not None:
+                    folders.append(path.resolve())
+        return folders
 
     def _shown_path(self, uri: str) -> str:
-        """A file's path as the prompt names it: relative to the workspace's root if under it."""
+        """A file's path as the prompt names it: relative to its workspace folder if under one."""
         path = file_path(uri)
         if path is None:
             return uri
+        roots = [file_path(folder.uri) for folder in list(self.workspace.folders.values())]
         root = self.workspace.root_path
-        if root and path.is_relative_to(root):
-            return path.relative_to(root).as_posix()
+        for folder in [*roots, Path(root) if root else None]:
+            if folder is not None and path.is_relative_to(folder):
+                return path.relative_to(folder).as_posix()
         return str(path)
 
     async def complete(
@@ -528,7 +596,7 @@ class CodeLlamaServer(LanguageServer):
                         suggestion.used = True
                         self.used_tokens += suggestion.tokens
                     return rest
-        request, _ = self.request_at(document, line, column, typed)
+        request, _ = await self.request_at(document, line, column, typed)
         keep = self.settings.reuse_completions and typed is None
         outcome = await self.run(
             document.uri, request, debounce, (document, context) if keep else None
@@ -671,7 +739,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
         if closed is not None:
             ls.closed[closed.uri] = closed
             while len(ls.closed) > RECENTLY_CLOSED:
-                ls.closed.popitem(last=False)
+                gone, _ = ls.closed.popitem(last=False)
+                ls.chooser.submit(extra_context.forget, gone)  # after any choice under way
         ls.recent.forget(params.text_document.uri)
         if ls.worker is not None:
             ls.worker.forget(params.text_document.uri)
@@ -745,7 +814,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
             raise JsonRpcInvalidParams(f"document not open: {uri}")
         assert ls.worker is not None
         line, column = ls.locate(document, params.position)
-        request, first = ls.request_at(document, line, column)
+        request, first = await ls.request_at(document, line, column)
         view = await asyncio.wrap_future(ls.worker.prompt(request))
         return {
             "text": view.text,

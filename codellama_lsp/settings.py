@@ -22,6 +22,7 @@ import functools
 import inspect
 import json
 import math
+import os
 import re
 import textwrap
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ Quantization = Literal["none", "4bit", "8bit"]
 EngineKind = Literal["transformers", "llama.cpp", "openai"]
 
 DEFAULT_MODEL = "codellama/CodeLlama-7b-hf"
+API_KEY_ENV = "CODELLAMA_LSP_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,14 @@ class Settings:
     extra_context_tokens: int = field(default=512, metadata={"min": 0, "max": 100_000})
     """Tokens of the prompt for snippets of the other open (and recently closed) files, as
     comments with their paths before the file's own text (`0`: none); at most half of the prompt.
-    Files turned off in `languages` and git-ignored files are never used."""
+    Files turned off in `languages`, git-ignored files (by the rules of `.gitignore`,
+    `.git/info/exclude` and your global excludes file, read without running git) and files
+    whose status cannot be decided are never used."""
+    share_outside_workspace: bool = field(default=False, metadata={"command_line_only": True})
+    """Let extra context come from open files outside every workspace folder (after following
+    symlinks), such as a file opened on its own with no folder; off, only files inside the
+    workspace's folders (and unsaved buffers) are used. Taken from the command line only: a
+    workspace's settings must not widen what leaves its folders."""
     trust_remote_code: bool = field(default=False, metadata={"command_line_only": True})
     """**Dangerous.** Runs Python code shipped with the checkpoint (its folder or hub page) on
     your machine: only for checkpoints you trust completely. Taken from the command line only."""
@@ -108,8 +117,9 @@ class Settings:
     """The served model's name, for `openai` (empty: the server's first model)."""
     engine_api_key: str = field(default="", repr=False, metadata={"secret": True})
     """Sent as `Authorization: Bearer` to a remote engine, never logged; without it, the
-    `CODELLAMA_LSP_API_KEY` environment variable. No command-line flag: a process list would
-    show it."""
+    `CODELLAMA_LSP_API_KEY` environment variable, which goes only to the command line's
+    `engineUrl` (an editor's other URL gets no key but its own). No command-line flag: a process
+    list would show it."""
 
     def language_enabled(self, language_id: str) -> bool:
         return self.languages.get(language_id, self.languages.get("*", True))
@@ -279,15 +289,25 @@ def camel_case(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def with_environment_key(settings: Settings) -> Settings:
+    """The command line's settings with the environment's API key, unless they carry one."""
+    if settings.engine_api_key:
+        return settings
+    return dataclasses.replace(settings, engine_api_key=os.environ.get(API_KEY_ENV, ""))
+
+
 def parse_settings(
-    raw: Mapping[str, Any] | None, base: Settings | None = None
+    raw: Mapping[str, Any] | None, base: Settings | None = None, origin: Settings | None = None
 ) -> tuple[Settings, list[str]]:
     """Settings from an editor's camelCase object, over `base`, with one message per problem.
 
     Each bad value falls back to its default on its own; the others still apply. Settings the
-    command line alone may set are refused and keep `base`'s value.
+    command line alone may set are refused and keep `base`'s value. `origin` (default `base`)
+    is what the command line gave: its API key goes to its own `engineUrl` only, so that a
+    workspace's settings cannot send it to a server of their choosing.
     """
     base = base or Settings()
+    origin = origin or base
     if raw is None:
         return base, []
     if not isinstance(raw, Mapping):
@@ -310,7 +330,15 @@ def parse_settings(
             shown = "not a string" if spec.secret else problem
             problems.append(f"setting '{key}': {shown}; using {spec.default!r}")
             changes[spec.name] = copy.copy(spec.default)
+    if "engine_url" in changes and "engine_api_key" not in changes:
+        same = _server(changes["engine_url"]) == _server(origin.engine_url)
+        changes["engine_api_key"] = origin.engine_api_key if same else ""
     return dataclasses.replace(base, **changes), problems
+
+
+def _server(url: str) -> str:
+    """The server a URL names, as the engines read it (an `openai` URL may end in `/v1`)."""
+    return url.strip().rstrip("/").removesuffix("/v1").lower()
 
 
 def _default(spec: dataclasses.Field[Any]) -> Any:

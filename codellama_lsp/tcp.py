@@ -8,6 +8,11 @@ Each connection is read by the stdio `FrameReader`, with its limits, which also 
 connection that starts like HTTP. A connection that ends before `initialize` (a port scan, a
 refused web page) leaves the server serving the next; the end of the connection that
 initialized ends the server, as the end of stdin does: one server, one editor session.
+
+A connection that does not send `initialize` within `INITIALIZE_TIMEOUT_S` of its turn is closed,
+and one that waited that long without sending a byte is closed unserved: a silent connection
+cannot hold the one slot forever, nor a crowd of them a turn each. Running out of descriptors
+(EMFILE, from a crowd of connections) pauses accepting until some end, never stops it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
@@ -31,6 +37,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 _NAMED_LOOPBACK = {"localhost": "127.0.0.1"}
+INITIALIZE_TIMEOUT_S = 10.0
+"""An editor sends `initialize` as soon as it connects: a connection that has not is not one."""
+ACCEPT_RETRY_S = 0.1
+"""The pause after a failed accept (out of descriptors) before the next try."""
 
 
 def loopback_address(spec: str) -> tuple[str, int]:
@@ -60,24 +70,56 @@ def listen(host: str, port: int) -> socket.socket:
 
 def serve_tcp(server: CodeLlamaServer, listener: socket.socket) -> None:
     """Serve connections one at a time until one that sent `initialize` ends."""
-    handed: queue.Queue[socket.socket] = queue.Queue()
+    handed: queue.Queue[tuple[socket.socket, float]] = queue.Queue()
 
     def accept() -> None:
+        failing = False
         while True:
-            connection, _ = listener.accept()
+            try:
+                connection, _ = listener.accept()
+            except OSError as error:  # EMFILE: waiting connections hold every descriptor
+                if not failing:
+                    log.warning("could not accept a connection, retrying: %s", error)
+                failing = True
+                time.sleep(ACCEPT_RETRY_S)
+                continue
+            failing = failing and not handed.empty()  # one warning per crowd of connections
             if server.protocol.initialize_received:
                 log.warning("closed a second connection: one editor at a time")
                 connection.close()
             else:  # waits its turn behind a connection that may yet end before initialize
-                handed.put(connection)
+                handed.put((connection, time.monotonic() + INITIALIZE_TIMEOUT_S))
 
     threading.Thread(target=accept, name="codellama-tcp-accept", daemon=True).start()
     while True:
-        with handed.get() as connection:
+        connection, deadline = handed.get()
+        with connection:
+            if time.monotonic() >= deadline and not has_sent(connection):
+                log.warning("closed a connection that sent nothing in %gs", INITIALIZE_TIMEOUT_S)
+                continue
             serve_connection(server, connection)
         if server.protocol.initialize_received:
             return
         log.warning("a connection ended before initialize: serving the next")
+
+
+def has_sent(connection: socket.socket) -> bool:
+    """Whether bytes from the peer wait to be read: not nothing yet, not its end."""
+    connection.setblocking(False)
+    try:
+        return bool(connection.recv(1, socket.MSG_PEEK))
+    except OSError:  # BlockingIOError: nothing yet; or reset by the peer
+        return False
+    finally:
+        connection.setblocking(True)
+
+
+def end_unless_initialized(server: CodeLlamaServer, connection: socket.socket) -> None:
+    """End a connection that has not sent `initialize`: its reader sees the end of input."""
+    if not server.protocol.initialize_received:
+        log.warning("closed a connection without initialize in %gs", INITIALIZE_TIMEOUT_S)
+        with contextlib.suppress(OSError):  # it ended already
+            connection.shutdown(socket.SHUT_RDWR)
 
 
 def serve_connection(server: CodeLlamaServer, connection: socket.socket) -> None:
@@ -85,6 +127,9 @@ def serve_connection(server: CodeLlamaServer, connection: socket.socket) -> None
     incoming, outgoing = connection.makefile("rb"), connection.makefile("wb")
     reader = FrameReader(incoming)
     server.protocol.set_writer(StdoutWriter(outgoing))
+    watchdog = threading.Timer(INITIALIZE_TIMEOUT_S, end_unless_initialized, (server, connection))
+    watchdog.daemon = True  # `exit` ends the process without waiting for it
+    watchdog.start()
     with incoming, ThreadPoolExecutor(1, thread_name_prefix="codellama-tcp-read") as pool:
         try:
             asyncio.run(
@@ -98,6 +143,8 @@ def serve_connection(server: CodeLlamaServer, connection: socket.socket) -> None
             )
         except OSError as error:  # reset by the peer, or written to after it left
             log.info("the connection ended: %s", error)
+    watchdog.cancel()
+    watchdog.join()  # before the socket closes: it must not shut down a reused descriptor
     with contextlib.suppress(OSError):  # a flush to a peer that left
         outgoing.close()
     with contextlib.suppress(OSError):  # the socket closes only once its files do: end it now

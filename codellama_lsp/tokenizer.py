@@ -124,6 +124,13 @@ class FimTokenizer:
             {i for i, p in enumerate(pieces) if any(m in p for m in MARKERS)}
             | {self.ids.bos, self.ids.eos}
         )
+        self.max_piece_chars = max(
+            (len(p.decode("utf-8", "replace")) for i, p in enumerate(self._piece_bytes)
+             if i not in self.control_ids),
+            default=1,
+        )  # fmt: skip
+        """The most characters a token of file text spans: `n` tokens never need more than
+        `n * max_piece_chars` characters, so a window of `n` tokens need not encode more."""
         self.lines_tokenize_alone = not any("\n" in piece for piece in pieces)
         """No piece holds a newline, so no token spans a line break (true of Code Llama's)."""
         self._byte_ids = {b: index.get(f"<0x{b:02X}>") for b in range(256)}

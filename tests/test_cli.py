@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,14 +22,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return \n"
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "codellama_lsp", *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
+        preexec_fn=limited,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
+
+
+ADDRESS_SPACE = 8 * 2**30
+"""Far above what a command needs: a regression reading /dev/zero fails instead of swamping."""
+
+
+def limited() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -239,3 +253,100 @@ def test_the_readme_quick_start_completes_offline_with_the_shipped_model():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "total"
     assert "`total`" in readme
+
+
+# -- files that are not regular files ------------------------------------------------------
+
+
+@pytest.fixture
+def special(tmp_path: Path) -> dict[str, Path]:
+    """A FIFO, a device and a loop of links, each of which a reader would hang or choke on."""
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.py"
+    loop.symlink_to(tmp_path / "loop.py")
+    return {"FIFO": fifo, "device": Path("/dev/zero"), "loop": loop}
+
+
+EXPLAINED = {
+    "FIFO": "it is a FIFO (named pipe), not a regular file",
+    "device": "it is a device, not a regular file",
+    "loop": "a loop of symbolic links",
+}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("kind", list(EXPLAINED))
+@pytest.mark.parametrize("command", ["complete", "prompt"])
+def test_a_source_that_is_not_a_regular_file_is_refused(special, source, command, kind):
+    path = special[kind]
+    as_file = run(command, f"{path}:1:1", "--model", "tiny", timeout_s=60)
+    assert_one_line_error(as_file, f"{path}: {EXPLAINED[kind]}")
+    beside = run(command, f"{source}:1:1", "--with", str(path), "--model", "tiny", timeout_s=60)
+    assert_one_line_error(beside, f"{path}: {EXPLAINED[kind]}")
+
+
+def test_a_missing_with_file_is_reported_before_the_model_loads(tiny_model_dir, tmp_path, source):
+    """The folder has a tokenizer but no weights: the missing file is what is wrong first."""
+    no_weights = tmp_path / "no-weights"
+    no_weights.mkdir()
+    shutil.copy(tiny_model_dir / "tokenizer.model", no_weights)
+    result = run(
+        "complete", f"{source}:1:1", "--with", str(tmp_path / "gone.py"), "--model", str(no_weights)
+    )
+    assert_one_line_error(result, "gone.py: no such file")
+
+
+def test_a_model_that_is_a_file(source):
+    assert_one_line_error(
+        run("complete", f"{source}:1:1", "--model", str(source)),
+        f"{source}: it is a file, not a model folder",
+    )
+
+
+def test_weights_that_link_to_nothing(tiny_model_dir, tmp_path, source):
+    folder = tmp_path / "dangling"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.unlink()
+    weights.symlink_to(tmp_path / "elsewhere.safetensors")
+    assert_one_line_error(
+        run("complete", f"{source}:1:1", "--model", str(folder)),
+        f"cannot load {weights}: a link to a missing file",
+    )
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv, to run the command as a user the file is closed to",
+)
+def test_weights_the_user_may_not_read(tiny_model_dir):
+    """chmod 000 does not stop root: the command runs as `nobody` (safetensors reports the
+    EACCES it meets as 'No such file or directory')."""
+    shared = Path(tempfile.mkdtemp(prefix="codellama-lsp-closed-"))  # pytest's is root's only
+    try:
+        shared.chmod(0o755)
+        folder = shared / "model"
+        shutil.copytree(tiny_model_dir, folder)
+        folder.chmod(0o755)
+        for path in folder.iterdir():
+            path.chmod(0o644)
+        (folder / "model.safetensors").chmod(0)
+        code = shared / "example.py"
+        code.write_text(SOURCE, encoding="utf-8")
+        code.chmod(0o644)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        command = [sys.executable, "-m", "codellama_lsp", "complete", f"{code}:1:1"]
+        result = subprocess.run(
+            [*nobody, *command, "--model", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(shared / "hf")},
+        )
+        if "codellama-lsp: error" not in result.stderr:
+            pytest.skip(f"`nobody` cannot run this Python: {result.stderr.strip()[-200:]}")
+        weights = folder / "model.safetensors"
+        assert_one_line_error(result, f"cannot load {weights}: permission denied")
+    finally:
+        shutil.rmtree(shared)

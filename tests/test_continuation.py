@@ -48,6 +48,9 @@ async def test_accept_then_ask_again_shows_the_continuation_without_the_model():
         counted = await ended_continuation(client)
         assert counted["continuedTokens"] > 0 and counted["droppedTokens"] == 0
         assert (counted["requests"], counted["reused"], counted["usedTokens"]) == (1, 0, 0)
+        answered = next(job for job in counted["recent"] if job["status"] == "completed")
+        assert answered["prefilled"] == answered["promptTokens"]  # a fresh document
+        assert counted["prefilledTokens"] == answered["promptTokens"]
         generated = counted["generatedTokens"]
 
         change(client, URI, 2, CURSOR, CURSOR, shown)  # accepted (Tab)
@@ -78,5 +81,17 @@ async def test_a_request_in_another_document_stops_the_continuation():
         counted = await ended_continuation(client)
         dropped = [job for job in counted["recent"] if job["status"] == "dropped"]
         assert [job["job"] for job in dropped] == [1]
+        # Stopped, its prompt was prefilled all the same: counted once, in its answer's entry.
+        first = next(job for job in counted["recent"] if job["job"] == 1)
+        assert first["status"] == "completed"
+        assert first["prefilled"] == first["promptTokens"] > 0
+        for _ in range(600):  # the other document's job, continuing, may not have ended yet
+            counted = await stats(client)
+            if len([job for job in counted["recent"] if job["status"] != "completed"]) == 2:
+                break
+            await asyncio.sleep(0.1)
+        answers = [job for job in counted["recent"] if job["status"] == "completed"]
+        assert counted["prefilledTokens"] == sum(job["prefilled"] for job in answers)
+        assert counted["prefilledTokens"] >= first["promptTokens"]
         assert counted["droppedTokens"] == dropped[0]["continued"] < 400
         assert counted["completed"] == 2

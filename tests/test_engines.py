@@ -31,7 +31,7 @@ from codellama_lsp.engine.interface import Cancelled, EngineUnavailable, Limits
 from codellama_lsp.engine.llama_cpp import LlamaCppEngine
 from codellama_lsp.engine.model import load_model
 from codellama_lsp.engine.openai_compatible import OpenAIEngine
-from codellama_lsp.engine.remote import API_KEY_ENV, RETRY_AFTER_S
+from codellama_lsp.engine.remote import RETRY_AFTER_S
 from codellama_lsp.settings import Settings
 from codellama_lsp.tokenizer import load_tokenizer
 
@@ -370,18 +370,16 @@ def test_an_unknown_served_model_is_reported(llama_server, tokenizer):
     engine.close()
 
 
-def test_the_api_key_is_sent_and_never_shown(own_server, tokenizer, monkeypatch):
+def test_the_api_key_is_sent_and_never_shown(own_server, tokenizer):
     server = own_server("--api-key", "sesame-1234")
-    monkeypatch.delenv(API_KEY_ENV, raising=False)
     for kind, url in (("llama.cpp", server.url), ("openai", server.url + "/v1")):
         wrong = remote(kind, url, tokenizer, engine_api_key="wrong-5678")
         with pytest.raises(EngineUnavailable, match="refused the API key") as refused:
             wrong.connect()
         assert "wrong-5678" not in str(refused.value)
         wrong.close()
-    monkeypatch.setenv(API_KEY_ENV, "sesame-1234")
     for kind, url in (("llama.cpp", server.url), ("openai", server.url + "/v1")):
-        engine = remote(kind, url, tokenizer)
+        engine = remote(kind, url, tokenizer, engine_api_key="sesame-1234")
         engine.connect()
         assert len(engine.generate("d", PROMPT, limits(3)).ids) == 3
         engine.close()

@@ -155,8 +155,12 @@ async def test_over_lsp_another_documents_snippet_is_in_the_prompt_but_not_exclu
     (tmp_path / ".gitignore").write_text("generated.py\n")
     main, models = tmp_path / "main.py", tmp_path / "models.py"
     ignored, notes = tmp_path / "generated.py", tmp_path / "notes.md"
-    options = {"model": str(tiny_model_dir), "languages": {"markdown": False}}
-    async with session(options) as client:
+    options = {
+        "model": str(tiny_model_dir),
+        "languages": {"markdown": False},
+    }
+    # Its files are in no workspace folder.
+    async with session(options, args=("--share-outside-workspace", "on")) as client:
         open_document(client, uri_of(main), MAIN)
         open_document(client, uri_of(models), MODELS)
         open_document(client, uri_of(ignored), MODELS.replace("Invoice", "InvoiceSecret"))
@@ -178,7 +182,8 @@ async def test_over_lsp_another_documents_snippet_is_in_the_prompt_but_not_exclu
 
 async def test_over_lsp_a_recently_closed_document_still_gives_context(tiny_model_dir, tmp_path):
     main, models = tmp_path / "main.py", tmp_path / "models.py"
-    async with session({"model": str(tiny_model_dir)}) as client:
+    options = {"model": str(tiny_model_dir)}
+    async with session(options, args=("--share-outside-workspace", "on")) as client:  # no folder
         open_document(client, uri_of(main), MAIN)
         open_document(client, uri_of(models), MODELS)
         client.text_document_did_close(

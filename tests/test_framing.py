@@ -6,6 +6,7 @@ The server's side of the same (frames over a real stdin pipe) is in test_robustn
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
@@ -90,3 +91,12 @@ def test_a_stream_that_starts_like_http_ends_unread(start):
 
 def test_http_later_in_a_stream_is_garbage_like_any_other():
     assert bodies(framed(b"{}") + b"POST / HTTP/1.1\r\n" + framed(b"[]")) == [b"{}", b"[]"]
+
+
+def test_lines_of_many_content_length_names_are_skipped_in_linear_time():
+    """A line naming Content-Length again and again, the header not at its end: each name was
+    tried to the end of the line, seconds of CPU (the GIL held) for each 64 KiB."""
+    line = b"content-length:" * ((LINE_CHUNK - 4) // 15) + b" x\r\n"  # one read
+    started = time.monotonic()
+    assert bodies(line * 16 + framed(b"{}")) == [b"{}"]
+    assert time.monotonic() - started < 10  # not a minute

@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from codellama_lsp.tcp import INITIALIZE_TIMEOUT_S
 
 TIMEOUT_S = 60
 KNOWN_URI = "file:///work/secret.py"
@@ -76,8 +79,11 @@ def wait_ready(connection: Connection) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def tcp_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+@contextlib.contextmanager
+def running_server(
+    tmp_path: Path, preexec_fn: Callable[[], None] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The real server on `--tcp 127.0.0.1:0`, and the port it says it got."""
     log = tmp_path / "server.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "codellama_lsp", "--tcp", "127.0.0.1:0", "--log-file", str(log)],
@@ -85,6 +91,7 @@ def tcp_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        preexec_fn=preexec_fn,
     )
     assert server.stderr is not None
     line = server.stderr.readline()
@@ -96,6 +103,12 @@ def tcp_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
         if server.poll() is None:
             server.kill()
         server.wait(TIMEOUT_S)
+
+
+@pytest.fixture
+def tcp_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    with running_server(tmp_path) as started:
+        yield started
 
 
 @pytest.mark.parametrize(
@@ -163,3 +176,54 @@ def test_the_end_of_the_editors_connection_ends_the_server(tcp_server):
     initialize(editor)
     editor.close()
     assert server.wait(TIMEOUT_S) == 1
+
+
+def test_silent_connections_are_closed_and_the_editor_behind_them_is_served(tcp_server):
+    """A connection that sends nothing ends after the timeout, and those queued behind it that
+    sent nothing either go with it, rather than each holding the one slot for a turn."""
+    server, port = tcp_server
+    started = time.monotonic()
+    silent = [Connection(port) for _ in range(5)]
+    editor = Connection(port)
+    assert "capabilities" in initialize(editor)["result"]
+    assert time.monotonic() - started < 3 * INITIALIZE_TIMEOUT_S  # not a full timeout each
+    for connection in silent:
+        assert connection.receive() is None  # closed by the server
+        connection.close()
+    wait_ready(editor)
+    assert "result" in editor.call("shutdown", None)
+    editor.notify("exit", None)
+    assert server.wait(TIMEOUT_S) == 0
+
+
+DESCRIPTORS = 256
+
+
+def few_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (DESCRIPTORS, DESCRIPTORS))
+
+
+def test_out_of_descriptors_the_server_keeps_accepting(tmp_path):
+    """More waiting connections than the server has descriptors (EMFILE on accept) leave it
+    accepting once they end, rather than never again."""
+    with running_server(tmp_path, few_descriptors) as (server, port):
+        crowd = [
+            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S)
+            for _ in range(DESCRIPTORS + 50)
+        ]
+        time.sleep(1)  # for the server to accept what it can, and run out of descriptors
+        for connection in crowd:
+            connection.close()
+        assert server.poll() is None
+        editor = Connection(port)
+        assert "capabilities" in initialize(editor)["result"]
+        editor.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": KNOWN_URI, "languageId": "python", "version": 1, "text": "k"}},
+        )
+        wait_ready(editor)
+        where = {"textDocument": {"uri": KNOWN_URI}, "position": {"line": 0, "character": 1}}
+        assert editor.call("codellama/prompt", where)["result"]["text"].endswith("k")
+        assert "result" in editor.call("shutdown", None)
+        editor.notify("exit", None)
+        assert server.wait(TIMEOUT_S) == 0

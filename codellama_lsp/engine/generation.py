@@ -159,7 +159,7 @@ def generate(
                 if confirmed:  # in the cache already: the next token comes from the queue or logits
                     continue
                 if cancelled():
-                    raise Cancelled(len(out))
+                    raise Cancelled(len(out), len(prompt) - reuse)
                 useful = lookup and not forced and state.payoff.wanted()
                 guess = draft(prompt + out) if useful else []
                 began = time.perf_counter()
@@ -172,7 +172,7 @@ def generate(
                         state.payoff.plain(time.perf_counter() - began)
         except _LayerCancelled:
             _roll_back(state)
-            raise Cancelled(len(out)) from None
+            raise Cancelled(len(out), len(prompt) - reuse if out else 0) from None
     return Generated(
         ids=out,
         stop_id=stop_id,

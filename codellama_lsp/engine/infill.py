@@ -9,12 +9,12 @@ from __future__ import annotations
 import sys
 import time
 from array import array
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..context_window import Window, fit_lines, window_lines
+from ..bounded_memo import BoundedMemo
+from ..context_window import Window, clip_lines, fit_lines, window_lines
 from ..extra_context import ExtraContext, fit_snippets
 from ..postprocess import (
     detect_indent,
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 LINE_COUNT_MEMO_BYTES = 8 * 2**20
 """What the line-token memo may hold: a window of 100,000 tokens is well under 1 MiB of text, and
 one long line edited keystroke by keystroke adds a new entry of its whole length each time."""
-MEMO_ENTRY_BYTES = 120
-"""A memo entry's cost beyond its text and its ids: the dict slot and the order links."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +111,12 @@ class LineTokenCounter:
 
     def __init__(self, tokenizer: FimTokenizer) -> None:
         self._tokenizer = tokenizer
-        self._memo: OrderedDict[str, array[int]] = OrderedDict()
-        self.nbytes = 0
-        """What the memo holds, bounded by LINE_COUNT_MEMO_BYTES (oldest entries go first)."""
+        self._memo: BoundedMemo[str, array[int]] = BoundedMemo(LINE_COUNT_MEMO_BYTES, _entry_bytes)
+
+    @property
+    def nbytes(self) -> int:
+        """What the memo holds, bounded by LINE_COUNT_MEMO_BYTES (least recently used go first)."""
+        return self._memo.nbytes
 
     def __call__(self, text: str) -> int:
         return len(self.ids(text))
@@ -125,22 +126,21 @@ class LineTokenCounter:
         ids = self._memo.get(text)
         if ids is None:
             ids = array("I", self._tokenizer.encode_infilling(text))
-            self._memo[text] = ids
-            self.nbytes += _entry_bytes(text, ids)
-            while self.nbytes > LINE_COUNT_MEMO_BYTES:
-                oldest, oldest_ids = self._memo.popitem(last=False)
-                self.nbytes -= _entry_bytes(oldest, oldest_ids)
+            self._memo.put(text, ids)
         return ids
 
 
 def _entry_bytes(text: str, ids: array[int]) -> int:
-    return sys.getsizeof(text) + sys.getsizeof(ids) + MEMO_ENTRY_BYTES
+    return sys.getsizeof(text) + sys.getsizeof(ids)
 
 
 def prompt_for(
     tokenizer: FimTokenizer, request: InfillRequest, line_tokens: LineTokenCounter
 ) -> tuple[Window, list[int]]:
     """The window around the cursor and its prompt: the extra context first, then the window.
+
+    Lines too long for the window are cut first (`clip_lines`): what is tokenized stays within
+    what the budget can use, however long a line is, so a cancel is never stuck behind it.
 
     The extra context takes at most half of the prompt's budget; the window gets the rest. The
     prompt is assembled from per-line token ids, so a keystroke tokenizes only the lines it
@@ -151,7 +151,9 @@ def prompt_for(
     extra, extra_used = "", 0
     if request.extra_context is not None:
         extra, extra_used = fit_snippets(request.extra_context, extra_budget, line_tokens)
-    lines, line, column = request.lines, request.line, request.column
+    reach = request.context_tokens * tokenizer.max_piece_chars
+    lines, column = clip_lines(request.lines, request.line, request.column, reach)
+    line = request.line
     first, end = fit_lines(lines, line, column, request.context_tokens - extra_used, line_tokens)
     prefix, suffix = window_lines(lines, line, column, first, end)
     window = Window("".join(prefix), "".join(suffix), first, end)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..tokenizer import FimTokenizer
 
@@ -17,9 +17,12 @@ from ..tokenizer import FimTokenizer
 class Cancelled(Exception):
     """The request was cancelled or superseded; the cache stays valid for what it holds."""
 
-    def __init__(self, generated: int) -> None:
+    def __init__(self, generated: int, prefilled: int = 0) -> None:
         super().__init__(f"cancelled after {generated} generated tokens")
         self.generated = generated
+        self.prefilled = prefilled
+        """Prompt tokens run through the model before the stop (0 if it stopped in the prefill):
+        a continuation stopped after its answer went out still prefilled its prompt."""
 
 
 class EngineSetupError(Exception):
@@ -96,3 +99,14 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """An engine whose calls wait on something outside this process (a server), which may
+    never answer: the scheduler interrupts them from another thread when it drops the engine."""
+
+    def interrupt(self) -> None:
+        """Thread-safe: end the call under way now (it raises `Cancelled`), and every later
+        one but `close`."""
+        ...

@@ -16,7 +16,15 @@ from typing import Any
 from ..settings import Settings
 from ..tokenizer import FimTokenizer
 from .interface import EngineUnavailable, Limits
-from .remote import DEFAULT_SEED, VOCABULARY_SAMPLE, RemoteEngine, Stream
+from .remote import (
+    DEFAULT_SEED,
+    MAX_POSITIONS,
+    MAX_SLOTS,
+    VOCABULARY_SAMPLE,
+    RemoteEngine,
+    Stream,
+    is_int,
+)
 
 
 def sampling(limits: Limits) -> dict[str, Any]:
@@ -67,12 +75,16 @@ class LlamaCppEngine(RemoteEngine):
             "POST", "/detokenize", {"tokens": [marks.pre, marks.suf, marks.mid, marks.eot]}
         )
         try:
-            self.slots = max(1, int(props.get("total_slots", 1)))
-            n_ctx = int(props["default_generation_settings"]["n_ctx"])
-            tokens = [int(t) for t in sample["tokens"]]
+            slots = props.get("total_slots", 1)
+            n_ctx = props["default_generation_settings"]["n_ctx"]
+            tokens = sample["tokens"]
             markers = str(spelled["content"])
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, AttributeError):
             raise EngineUnavailable(f"{self.url} does not answer as llama-server does") from None
+        if not isinstance(tokens, list) or not all(is_int(t) for t in tokens):
+            raise EngineUnavailable(f"{self.url} does not answer as llama-server does")
+        self.slots = self._number(slots, "total_slots", 1, MAX_SLOTS)
+        n_ctx = self._number(n_ctx, "n_ctx", 1, MAX_POSITIONS)
         self._check_vocabulary(tokens, markers)
         self.max_positions = n_ctx
         self.description = (
@@ -80,16 +92,17 @@ class LlamaCppEngine(RemoteEngine):
         )
 
     def slot(self, document: str) -> int:
-        """The document's slot: its own while this process has no more documents than slots."""
+        """The document's slot: its own while this process has no more documents than slots.
+
+        The first free one is found in as many steps as there are documents, whatever the
+        number of slots."""
         slot = self._slot_of.pop(document, None)
         if slot is None:
             taken = set(self._slot_of.values())
-            free = [
-                s
-                for s in ((self._first_slot + i) % self.slots for i in range(self.slots))
-                if s not in taken
-            ]
-            slot = free[0] if free else self._slot_of.popitem(last=False)[1]
+            candidates = ((self._first_slot + i) % self.slots for i in range(self.slots))
+            slot = next((s for s in candidates if s not in taken), None)
+            if slot is None:
+                slot = self._slot_of.popitem(last=False)[1]
         self._slot_of[document] = slot
         return slot
 
@@ -118,8 +131,8 @@ class LlamaCppEngine(RemoteEngine):
             async for event in events:
                 timings = event.get("timings")
                 if stream.prefilled is None and isinstance(timings, dict) and "prompt_n" in timings:
-                    stream.prefilled = int(timings["prompt_n"])
-                for token in event.get("tokens") or ():
+                    stream.prefilled = self._number(timings["prompt_n"], "prompt_n", 0, len(prompt))
+                for token in self._token_ids(event.get("tokens") or []):
                     if not stream.first_token_s:
                         stream.first_token_s = time.perf_counter() - stream.started
                     if token in limits.stop_ids:

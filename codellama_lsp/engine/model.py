@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..download_progress import Progress
-from ..model_files import MODEL_FILES, ModelFilesError, resolve_model_folder
+from ..model_files import (
+    CONFIG_LIMIT,
+    MODEL_FILES,
+    ModelFilesError,
+    UnreadableFile,
+    read_regular_file,
+    resolve_model_folder,
+    weight_files,
+)
 from ..settings import Settings
 from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
 from .interface import EngineSetupError
@@ -117,11 +126,13 @@ def load_model(
     dtype = pick_dtype(settings.dtype, device)
     threads = use_cpu_threads(settings.threads)
     quantization = _quantization_config(settings.quantization, device)
-    if not any(folder.glob("*.safetensors")):
+    weights = weight_files(folder)
+    if not weights:
         raise ModelLoadError(
             f"{folder} has no .safetensors weights (only safetensors are loaded: pickled "
             "PyTorch weights can run arbitrary code)"
         )
+    _refuse_what_cannot_fit(settings, folder, weights, device, dtype)
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
@@ -170,6 +181,106 @@ def load_model(
     return LoadedModel(model, tokenizer, device, max_positions, description, decode_graphs)
 
 
+SIZE_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+)
+SIZE_LIMIT = 2**31
+"""No dimension of a model reaches this: torch's kernels index with 32-bit integers."""
+
+
+def _refuse_what_cannot_fit(
+    settings: Settings,
+    folder: Path,
+    weights: list[Path],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> None:
+    """Refuse, before anything is allocated, a checkpoint whose config.json describes a model
+    that its weights cannot hold or that the memory cannot: the loader allocates what the
+    config says (a config edited to 10^7-wide MLPs grows the server by GBs) before reading a
+    weight."""
+    config_path = folder / "config.json"
+    parameters = _declared_parameters(config_path)
+    if parameters is None:
+        return
+    held = sum(path.stat().st_size for path in weights)
+    if held * 2 < parameters:  # a weight holds at least 4 bits, even quantized
+        raise ModelLoadError(
+            f"{config_path} describes ~{_count(parameters)} parameters, but the weights hold "
+            f"only {held:,} bytes: they do not belong together"
+        )
+    bits = {"8bit": 8, "4bit": 4}.get(settings.quantization, dtype.itemsize * 8)
+    needed = parameters * bits // 8
+    available = _available_memory(device)
+    if available is not None and needed > available:
+        raise ModelLoadError(
+            f"{settings.model} needs ~{needed / 1e9:.1f} GB on {device} in "
+            f"{str(dtype).removeprefix('torch.')}, but only {available / 1e9:.1f} GB are "
+            "available: try a smaller model"
+            + (", quantization 4bit/8bit" if device.type == "cuda" else "")
+        )
+
+
+def _declared_parameters(config_path: Path) -> int | None:
+    """The parameters a Llama-like config.json describes (embeddings, layers of attention and
+    MLP, lm_head), or None where it does not say (the loader then explains what is wrong)."""
+    try:
+        config = json.loads(read_regular_file(config_path, CONFIG_LIMIT))
+    except (UnreadableFile, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    sizes: dict[str, int] = {}
+    for name in SIZE_FIELDS:
+        value = config.get(name)
+        if value is None:
+            continue
+        if type(value) is not int or not 0 < value < SIZE_LIMIT:
+            raise ModelLoadError(f"{config_path}: {name} {value!r} is not a size a model has")
+        sizes[name] = value
+    try:
+        vocab, hidden, width, layers, heads = (sizes[name] for name in SIZE_FIELDS[:5])
+    except KeyError:
+        return None
+    kv_heads = sizes.get("num_key_value_heads", heads)
+    head_dim = sizes.get("head_dim", hidden // heads)
+    attention = 2 * hidden * head_dim * (heads + kv_heads)
+    layer = attention + 3 * hidden * width + 2 * hidden
+    embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2)
+    return embeddings + layers * layer + hidden
+
+
+def _available_memory(device: torch.device) -> int | None:
+    """The bytes a model may take on `device`, where that can be known."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # not Linux
+        pass
+    return None
+
+
+def _count(parameters: int) -> str:
+    for scale, word in ((10**9, "billion"), (10**6, "million"), (10**3, "thousand")):
+        if parameters >= scale:
+            return f"{parameters / scale:.1f} {word}"
+    return str(parameters)
+
+
 def _quantization_config(quantization: str, device: torch.device) -> object | None:
     if quantization == "none":
         return None
@@ -194,7 +305,7 @@ def _weights_problem(folder: Path, error: BaseException) -> str:
     """
     from safetensors import SafetensorError, safe_open
 
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in weight_files(folder):
         try:
             with safe_open(str(path), "pt"):
                 pass

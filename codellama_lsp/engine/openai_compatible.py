@@ -16,7 +16,7 @@ from typing import Any
 from ..settings import Settings
 from ..tokenizer import FimTokenizer
 from .interface import EngineUnavailable, Limits
-from .remote import VOCABULARY_SAMPLE, RemoteEngine, Stream
+from .remote import MAX_POSITIONS, VOCABULARY_SAMPLE, RemoteEngine, Stream, is_int
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,11 @@ class OpenAIEngine(RemoteEngine):
                 f"{', '.join(models) or 'none'}): set engineModel"
             )
         entry = models[self.served]
-        positions = entry.get("max_model_len") or (entry.get("meta") or {}).get("n_ctx")
-        if isinstance(positions, int) and positions > 0:
-            self.max_positions = positions
+        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        if (positions := entry.get("max_model_len")) is not None:  # vLLM's
+            self.max_positions = self._number(positions, "max_model_len", 1, MAX_POSITIONS)
+        elif (positions := meta.get("n_ctx")) is not None:  # llama-server's
+            self.max_positions = self._number(positions, "n_ctx", 1, MAX_POSITIONS)
         await self._check_served_vocabulary()
         self.description = f"{self.model} as {self.served} at {self.url}"
 
@@ -78,10 +80,12 @@ class OpenAIEngine(RemoteEngine):
             log.warning("%s has no /tokenize: its vocabulary is not checked", self.url)
             return
         try:
-            tokens = [int(t) for t in sample["tokens"]]
+            tokens = sample["tokens"]
             markers = str(spelled.get("prompt", spelled.get("content")))
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, AttributeError):
             raise EngineUnavailable(f"{self.url}/tokenize answers in an unknown form") from None
+        if not isinstance(tokens, list) or not all(is_int(t) for t in tokens):
+            raise EngineUnavailable(f"{self.url}/tokenize answers in an unknown form")
         self._check_vocabulary(tokens, markers)
 
     async def _stream(
@@ -111,16 +115,15 @@ class OpenAIEngine(RemoteEngine):
             async for event in events:
                 usage, timings = event.get("usage"), event.get("timings")
                 if isinstance(timings, dict) and "prompt_n" in timings:  # llama-server's
-                    stream.prefilled = int(timings["prompt_n"])
+                    stream.prefilled = self._number(timings["prompt_n"], "prompt_n", 0, len(prompt))
                 elif isinstance(usage, dict) and "prompt_tokens" in usage:
-                    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-                    stream.prefilled = int(usage["prompt_tokens"]) - int(cached)
+                    stream.prefilled = self._prefilled(usage, len(prompt))
                 for choice in event.get("choices") or ():
                     ids = choice.get("token_ids")
                     if ids is None:  # text only: encoded again, whole (merges can cross chunks)
                         text += choice.get("text") or ""
                         stream.ids[:] = self.tokenizer.encode_infilling(text)
-                    for token in [] if ids is None else [int(i) for i in ids]:
+                    for token in [] if ids is None else self._token_ids(ids):
                         if token in limits.stop_ids:
                             stream.stop_id = token
                             return
@@ -133,9 +136,18 @@ class OpenAIEngine(RemoteEngine):
                         return
                     finished = finished or bool(choice.get("finish_reason"))
                     if choice.get("finish_reason") == "stop":
-                        reason = choice.get("stop_reason")
+                        reason = choice.get("stop_reason")  # vLLM's: the stop id, or a text
                         stream.stop_id = (
-                            reason if isinstance(reason, int) else self.tokenizer.ids.eot
+                            self._token_id(reason) if is_int(reason) else self.tokenizer.ids.eot
                         )
         if not finished:
             raise EngineUnavailable(f"the server at {self.url} ended the answer midway")
+
+    def _prefilled(self, usage: dict[str, Any], prompt_tokens: int) -> int:
+        """The prompt tokens the server evaluated, from vLLM's usage: those not cached."""
+        counted = self._number(usage["prompt_tokens"], "prompt_tokens", 0, prompt_tokens)
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return counted - (
+            0 if cached is None else self._number(cached, "cached_tokens", 0, counted)
+        )

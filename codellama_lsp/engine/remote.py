@@ -1,9 +1,15 @@
 """What the engines on an inference server share: the connection, streaming, stopping, faults.
 
 The scheduler's thread calls in synchronously; each call runs on this engine's own event loop,
-which watches the job's cancel flag and deadline while the stream is read. Leaving the stream
-early (cancelled, superseded, the post-processor's early stop, a limit) closes the connection,
-and the server stops generating for it. Every failure becomes `EngineUnavailable` with a message
+which watches a deadline and a cancel flag while it waits on the server: the job's deadline and
+cancel flag for a stream, HANDSHAKE_TIMEOUT_S for the whole handshake (a server that sends a
+byte a second never trips a per-read timeout), and for both the flag `interrupt` sets from
+another thread when the engine is replaced or the language server stops, so that no call waits
+on a stuck server then. What a server sends is bounded in size as it comes: a JSON answer to
+BODY_LIMIT, a line of a stream to LINE_LIMIT, in the identity encoding only; every number in it
+(slots, positions, counts, token ids) is checked before use. Leaving the stream early
+(cancelled, superseded, the post-processor's early stop, a limit) closes the connection, and the
+server stops generating for it. Every failure becomes `EngineUnavailable` with a message
 that names the server and the cause, never the API key; the next request within a second is
 answered at once without trying, the one after reconnects (and checks the vocabulary again).
 """
@@ -12,27 +18,37 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
 
 from ..model_files import declared_positions
-from ..settings import Settings
+from ..settings import API_KEY_ENV, Settings
 from ..tokenizer import FimTokenizer
 from .interface import Cancelled, EngineSetupError, EngineUnavailable, Generated, Limits
 
-API_KEY_ENV = "CODELLAMA_LSP_API_KEY"
 RETRY_AFTER_S = 1.0
 """After a failure, requests are answered empty at once for this long, then tried again."""
 CONNECT_TIMEOUT_S = 3.0
+"""For the connection and for each read; the deadlines below bound the whole of a call."""
+HANDSHAKE_TIMEOUT_S = 10
+"""The most the whole handshake may take, all its requests together."""
+BODY_LIMIT = 2**20
+"""The most a JSON answer (or an error's body) may hold: the largest real one is a few KB."""
+LINE_LIMIT = 2**20
+"""The most a line of an event stream may hold: a real one holds a token or a few."""
 CANCEL_POLL_S = 0.002
 VOCABULARY_SAMPLE = 'def greet(name):\n    return f"héllo, {name}"  # ☺\n\tx = [1, 2]\n'
+MAX_SLOTS = 4096
+"""More slots than any llama-server runs (each holds a context of its own)."""
+MAX_POSITIONS = 2**24
+"""More positions than any model serves (Code Llama's reach 100k)."""
 DEFAULT_SEED = 0xFFFFFFFF
 """llama.cpp's "a new random seed each time"; only sampling (temperature > 0) uses a seed."""
 
@@ -49,6 +65,13 @@ class Stream:
     """Prompt tokens the server evaluated (the rest came from its cache), where it says."""
     first_token_s: float = 0.0
 
+    def prefill(self, prompt_tokens: int) -> int:
+        """The prompt tokens evaluated so far, for a stream stopped midway: the server's count,
+        else all of them once a token came."""
+        if self.prefilled is not None:
+            return self.prefilled
+        return prompt_tokens if self.ids else 0
+
 
 def base_url(url: str) -> str:
     """`url` without a trailing slash, checked: an http(s) URL with a host."""
@@ -62,8 +85,15 @@ def base_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-def api_key(settings: Settings) -> str:
-    return settings.engine_api_key or os.environ.get(API_KEY_ENV, "")
+def is_int(value: object) -> TypeGuard[int]:
+    """An int of JSON's: `True` is an int to Python, not a number to a server."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shown(value: object) -> str:
+    """A value a server sent, short enough for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class RemoteEngine:
@@ -80,7 +110,9 @@ class RemoteEngine:
         self.model = settings.model
         self.max_positions = declared_positions(settings.model) or 4096
         self.description = f"{settings.model} on {self.kind} at {self.url}"
-        headers = {"Authorization": f"Bearer {key}"} if (key := api_key(settings)) else {}
+        headers = {"Accept-Encoding": "identity"}  # bodies are counted as they come
+        if key := settings.engine_api_key:  # the environment's is in it, for its URL only
+            headers["Authorization"] = f"Bearer {key}"
         self._loop = asyncio.new_event_loop()
         self._client = httpx.AsyncClient(
             headers=headers,
@@ -90,6 +122,7 @@ class RemoteEngine:
         self._connected = False
         self._retry_at = 0.0
         self._problem = ""
+        self._interrupted = threading.Event()
 
     # -- the Engine interface -----------------------------------------------------------------
 
@@ -103,12 +136,17 @@ class RemoteEngine:
         started = time.perf_counter()
         stream = Stream(started)
         try:
-            finished = self._loop.run_until_complete(
-                self._watch(self._stream(document, prompt, limits, stream), limits, stream)
+            finished = self._call(
+                self._stream(document, prompt, limits, stream),
+                limits.deadline,
+                limits.cancelled,
+                lambda: len(stream.ids),
             )
         except EngineUnavailable as error:
             self._went_down(str(error))
             raise
+        except Cancelled as stopped:  # a stopped continuation still counts its prefill
+            raise Cancelled(stopped.generated, stream.prefill(len(prompt))) from None
         if not finished and not stream.ids:  # the deadline passed with nothing to show
             budget_ms = round((limits.deadline - started) * 1000)
             self._went_down(
@@ -137,6 +175,11 @@ class RemoteEngine:
     def recover(self, error: Exception) -> str:
         return f"completion failed: {type(error).__name__}: {error}"
 
+    def interrupt(self) -> None:
+        """From any thread: the call under way ends now, raising `Cancelled`, and so does every
+        later one but `close`; for an engine that is replaced, or a language server stopping."""
+        self._interrupted.set()
+
     def close(self) -> None:
         if not self._loop.is_closed():
             self._loop.run_until_complete(self._client.aclose())
@@ -157,13 +200,15 @@ class RemoteEngine:
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
         """One request answered with JSON; any failure as EngineUnavailable."""
         try:
-            response = await self._client.request(method, self.url + path, json=body)
+            async with self._client.stream(method, self.url + path, json=body) as response:
+                data = await self._body(response, path)
         except httpx.HTTPError as error:
             raise EngineUnavailable(self._transport_problem(error)) from None
         if response.status_code >= 400:
-            raise EngineUnavailable(self._status_problem(response.status_code, response.text))
+            text = data.decode("utf-8", "replace")
+            raise EngineUnavailable(self._status_problem(response.status_code, text))
         try:
-            return response.json()
+            return json.loads(data)
         except ValueError:
             raise EngineUnavailable(f"{self.url}{path} did not answer JSON") from None
 
@@ -174,12 +219,11 @@ class RemoteEngine:
         try:
             async with self._client.stream("POST", self.url + path, json=body) as response:
                 if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
+                    text = (await self._body(response, path)).decode("utf-8", "replace")
                     raise EngineUnavailable(self._status_problem(response.status_code, text))
                 # Closed here, not left to the garbage collector (which would schedule the
                 # close on this engine's loop when it is no longer running).
-                lines = cast("AsyncGenerator[str, None]", response.aiter_lines())
-                async with aclosing(lines):
+                async with aclosing(self._lines(response, path)) as lines:
                     async for line in lines:
                         kind, _, data = line.partition(":")
                         data = data.strip()
@@ -193,6 +237,54 @@ class RemoteEngine:
             raise EngineUnavailable(self._transport_problem(error)) from None
         except json.JSONDecodeError:
             raise EngineUnavailable(f"{self.url}{path} streamed something not JSON") from None
+
+    async def _body(self, response: httpx.Response, path: str) -> bytes:
+        """The whole body, refused past BODY_LIMIT: nothing says a server's answer ends."""
+        self._check_encoding(response, path)
+        data = bytearray()
+        async with aclosing(response.aiter_raw()) as chunks:
+            async for chunk in chunks:
+                data += chunk
+                if len(data) > BODY_LIMIT:
+                    raise EngineUnavailable(
+                        f"{self.url}{path} answered more than {BODY_LIMIT // 2**20} MiB"
+                    )
+        return bytes(data)
+
+    async def _lines(self, response: httpx.Response, path: str) -> AsyncGenerator[str, None]:
+        """The body's lines, each refused past LINE_LIMIT (httpx's `aiter_lines` keeps a line
+        that never ends whole). A CR LF split between chunks makes an empty line more, which
+        an event stream ignores."""
+        self._check_encoding(response, path)
+        partial = bytearray()
+        async with aclosing(response.aiter_raw()) as chunks:
+            async for chunk in chunks:
+                partial += chunk
+                if b"\n" in chunk or b"\r" in chunk:
+                    lines = partial.splitlines(keepends=True)
+                    ended = lines[-1].endswith((b"\n", b"\r"))
+                    partial = bytearray() if ended else lines.pop()
+                    for line in lines:
+                        self._check_line(len(line.rstrip(b"\r\n")), path)
+                        yield line.rstrip(b"\r\n").decode("utf-8", "replace")
+                self._check_line(len(partial), path)
+        if partial:
+            yield partial.decode("utf-8", "replace")
+
+    def _check_line(self, length: int, path: str) -> None:
+        if length > LINE_LIMIT:
+            raise EngineUnavailable(
+                f"{self.url}{path} streamed a line of more than {LINE_LIMIT // 2**20} MiB"
+            )
+
+    def _check_encoding(self, response: httpx.Response, path: str) -> None:
+        """Only `identity` is asked for: a packed body is not unpacked (a few kilobytes of gzip
+        can unpack to gigabytes before a limit on what came in would notice)."""
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise EngineUnavailable(
+                f"{self.url}{path} answered in {encoding[:40]}, not the identity encoding asked for"
+            )
 
     def _check_vocabulary(self, sample_ids: list[int], markers_text: str) -> None:
         """The server's encoding of the sample and its spelling of the infilling markers must
@@ -209,6 +301,36 @@ class RemoteEngine:
                 "Code Llama checkpoint whose tokenizer `model` names"
             )
 
+    def _number(self, value: object, what: str, low: int, high: int) -> int:
+        """`value`, checked: an int (not a bool) in `low..high`. Anything else is refused, not
+        clamped or guessed at: a server that sends it is not what it claims to be (a proxy's
+        page, a bug, a hostile host), and a guess would fail later, less clearly, or cost
+        memory (a slot count of 2x10^7 once did)."""
+        if not is_int(value) or not low <= value <= high:
+            raise EngineUnavailable(
+                f"the {self.kind} server at {self.url} sent {what} {shown(value)}, not a whole "
+                f"number in {low}..{high}"
+            )
+        return value
+
+    def _token_ids(self, value: object) -> list[int]:
+        """Generated ids, checked: a list of ids of this tokenizer's vocabulary (one outside it
+        would be decoded as another piece, or not at all)."""
+        if not isinstance(value, list):
+            raise EngineUnavailable(
+                f"the {self.kind} server at {self.url} sent token ids {shown(value)}, not a list"
+            )
+        return [self._token_id(token) for token in value]
+
+    def _token_id(self, value: object) -> int:
+        vocabulary = self.tokenizer.vocab_size
+        if not is_int(value) or not 0 <= value < vocabulary:
+            raise EngineUnavailable(
+                f"the {self.kind} server at {self.url} sent token id {shown(value)}, outside "
+                f"the vocabulary of {vocabulary}"
+            )
+        return value
+
     # -- internals ----------------------------------------------------------------------------
 
     def _ensure_connected(self) -> None:
@@ -217,7 +339,12 @@ class RemoteEngine:
         if time.monotonic() < self._retry_at:
             raise EngineUnavailable(self._problem)
         try:
-            self._loop.run_until_complete(self._handshake())
+            deadline = time.perf_counter() + HANDSHAKE_TIMEOUT_S
+            if not self._call(self._handshake(), deadline, lambda: False, lambda: 0):
+                raise EngineUnavailable(
+                    f"the {self.kind} server at {self.url} did not answer its handshake "
+                    f"within {HANDSHAKE_TIMEOUT_S:g} s"
+                )
         except EngineUnavailable as error:
             self._went_down(str(error))
             raise
@@ -228,8 +355,31 @@ class RemoteEngine:
         self._problem = problem
         self._retry_at = time.monotonic() + RETRY_AFTER_S
 
+    def _call(
+        self,
+        work: Coroutine[Any, Any, None],
+        deadline: float,
+        cancelled: Callable[[], bool],
+        generated: Callable[[], int],
+    ) -> bool:
+        """Run `work` on this engine's loop until it ends (True) or `deadline` (False); raise
+        `Cancelled`, saying how many tokens were `generated`, once `cancelled` or interrupted."""
+
+        def stopped() -> bool:
+            return self._interrupted.is_set() or cancelled()
+
+        if stopped():
+            work.close()
+            raise Cancelled(generated())
+        return self._loop.run_until_complete(self._watch(work, deadline, stopped, generated))
+
     @staticmethod
-    async def _watch(work: Awaitable[None], limits: Limits, stream: Stream) -> bool:
+    async def _watch(
+        work: Coroutine[Any, Any, None],
+        deadline: float,
+        cancelled: Callable[[], bool],
+        generated: Callable[[], int],
+    ) -> bool:
         """Run `work` until it ends (True), the deadline (False) or the cancel flag (raises)."""
         task = asyncio.ensure_future(work)
         try:
@@ -238,9 +388,9 @@ class RemoteEngine:
                 if done:
                     task.result()
                     return True
-                if limits.cancelled():
-                    raise Cancelled(len(stream.ids))
-                if time.perf_counter() > limits.deadline:
+                if cancelled():
+                    raise Cancelled(generated())
+                if time.perf_counter() > deadline:
                     return False
         finally:
             if not task.done():

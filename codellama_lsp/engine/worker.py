@@ -37,7 +37,7 @@ from .infill import (
     fit_to_model,
     prompt_for,
 )
-from .interface import Cancelled, Engine, EngineSetupError, EngineUnavailable
+from .interface import Cancelled, Engine, EngineSetupError, EngineUnavailable, Interruptible
 from .opening import open_engine
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ class Job:
     """The answer, given while generation continues (the job is then "continuing")."""
     kept: Future[Infill | None] = field(default_factory=Future)
     """The whole middle once a continuing job ends (None: it was stopped, or never continued)."""
+    answered: dict[str, Any] | None = None
+    """The answer's entry in `Stats.recent`: a continuation fills in its prefill when it ends."""
 
     def stop(self, superseded: bool) -> None:
         self.superseded = superseded
@@ -180,6 +182,7 @@ class Worker:
             self._tokenizer = None
             self._problem = None
         if old is not None:
+            _interrupt(old)  # a call stuck on its server would hold up the close and the load
             self._post(old.close)
         threading.Thread(
             target=self._load, args=(settings, generation), name="codellama-loader", daemon=True
@@ -263,7 +266,7 @@ class Worker:
                 "droppedTokens": stats.dropped_tokens,
                 "cachedDocuments": self._cached[0],
                 "cacheBytes": self._cached[1],
-                "recent": list(stats.recent),
+                "recent": [dict(entry) for entry in stats.recent],  # a continuation edits one
                 "model": self._engine.description if self._engine else None,
             }
 
@@ -276,6 +279,9 @@ class Worker:
             if self._running is not None:
                 self._running.stop(superseded=False)
             self._cond.notify()
+            engine = self._engine
+        if engine is not None:
+            _interrupt(engine)  # else a call stuck on a server holds the thread past the join
         self._thread.join(timeout=5)
 
     # -- loading (its own thread) -----------------------------------------------------------
@@ -318,11 +324,15 @@ class Worker:
             return  # replaced meanwhile
         try:
             engine.connect()
+        except Cancelled:
+            return  # interrupted: replaced, or the server stops; nothing to tell
         except EngineUnavailable as error:
             # Ready all the same: each request tries again (at most once a second), and
             # answers empty at once meanwhile.
             message = f"codellama-lsp: {error}"
             with self._cond:
+                if engine is not self._engine:
+                    return  # replaced while it failed: about a server no longer in use
                 self._problem = message
             self._on_load_event(LoadEvent("failed", message))
             return
@@ -432,7 +442,7 @@ class Worker:
             if job.shown is None:
                 self._finish_cancelled(job, cancelled.generated)
             else:
-                self._finish_continuation(job, cancelled.generated, None)
+                self._finish_continuation(job, cancelled.generated, cancelled.prefilled, None)
             return
         except Exception as error:
             if job.shown is None:
@@ -440,17 +450,14 @@ class Worker:
             else:  # the answer is out: only the continuation is lost
                 engine.recover(error)
                 self._count_cache(engine)
-                self._finish_continuation(job, job.shown.generated, None)
+                self._finish_continuation(job, job.shown.generated, 0, None)
             return
         self._count_cache(engine)
         if job.shown is None:
             self._answer(job, infill)
             _settle(job.kept, None)
         else:
-            with self._cond:
-                self._stats.prefilled_tokens += infill.prefilled
-                self._stats.cache_hits += infill.prefilled < infill.prompt_tokens
-            self._finish_continuation(job, infill.generated, infill)
+            self._finish_continuation(job, infill.generated, infill.prefilled, infill)
 
     def _show(self, job: Job, infill: Infill) -> None:
         """The early stop's answer goes out; generation continues, first in line to be stopped."""
@@ -460,10 +467,17 @@ class Worker:
             if self._pending or self._tasks:  # came in before it was continuing
                 job.stop(superseded=True)
 
-    def _finish_continuation(self, job: Job, generated: int, kept: Infill | None) -> None:
+    def _finish_continuation(
+        self, job: Job, generated: int, prefilled: int, kept: Infill | None
+    ) -> None:
+        """The engine reports the prefill when it stops, kept or not: counted here, once."""
         assert job.shown is not None
         continued = generated - job.shown.generated
         with self._cond:
+            self._stats.prefilled_tokens += prefilled
+            self._stats.cache_hits += 0 < prefilled < job.shown.prompt_tokens
+            if job.answered is not None:
+                job.answered["prefilled"] = prefilled
             self._stats.continued_tokens += continued
             self._stats.dropped_tokens += continued if kept is None else 0
             self._stats.recent.append(
@@ -486,18 +500,17 @@ class Worker:
             if job.shown is None:  # else the prefill is counted when the continuation ends
                 stats.prefilled_tokens += infill.prefilled
                 stats.cache_hits += infill.prefilled < infill.prompt_tokens
-            stats.recent.append(
-                {
-                    "job": job.number,
-                    "status": "completed",
-                    "waitMs": round((job.due - job.submitted) * 1000, 1),
-                    "promptTokens": infill.prompt_tokens,
-                    "prefilled": infill.prefilled,
-                    "generated": infill.generated,
-                    "firstTokenMs": round(infill.first_token_s * 1000, 2),
-                    "engineMs": round(infill.total_s * 1000, 2),
-                }
-            )
+            job.answered = {
+                "job": job.number,
+                "status": "completed",
+                "waitMs": round((job.due - job.submitted) * 1000, 1),
+                "promptTokens": infill.prompt_tokens,
+                "prefilled": infill.prefilled,
+                "generated": infill.generated,
+                "firstTokenMs": round(infill.first_token_s * 1000, 2),
+                "engineMs": round(infill.total_s * 1000, 2),
+            }
+            stats.recent.append(job.answered)
         job.resolve(Outcome("completed", infill))
 
     def _finish_cancelled(self, job: Job, generated: int) -> None:
@@ -550,6 +563,11 @@ class Worker:
         cached = engine.cached()
         with self._cond:
             self._cached = cached
+
+
+def _interrupt(engine: Engine) -> None:
+    if isinstance(engine, Interruptible):
+        engine.interrupt()
 
 
 def _settle(future: Future[Any], result: object = None, error: BaseException | None = None) -> None:
