@@ -298,7 +298,7 @@ class Completer:
     """Builds the request exactly as the server does and produces the text to insert."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from codellama_lsp.engine.infill import LineTokenCounter
+        from codellama_lsp.completion.infill import LineTokenCounter
         from codellama_lsp.settings import parse_settings
 
         raw = {
@@ -331,7 +331,7 @@ class Completer:
                 file=sys.stderr,
             )
         else:
-            from codellama_lsp.tokenizer import load_tokenizer
+            from codellama_lsp.checkpoint.tokenizer import load_tokenizer
 
             self.tokenizer = load_tokenizer(settings.model)
             self.description = (
@@ -341,8 +341,8 @@ class Completer:
 
     def request(self, task: Task, typed: str = ""):  # -> InfillRequest
         """The request at the task's cursor, after `typed` was inserted there."""
-        from codellama_lsp.document import TextDocument
-        from codellama_lsp.engine.infill import InfillRequest
+        from codellama_lsp.completion.infill import InfillRequest
+        from codellama_lsp.documents.text_document import TextDocument
 
         prefix = task.prefix + typed
         text = prefix + task.suffix
@@ -368,8 +368,8 @@ class Completer:
             return Outcome(task, task.middle, seconds=time.perf_counter() - started)
         request = self.request(task)
         if self.mode == "model":
+            from codellama_lsp.completion.infill import complete
             from codellama_lsp.engine.in_process import InProcessEngine
-            from codellama_lsp.engine.infill import complete
 
             try:
                 engine = InProcessEngine(self.loaded, cache_documents=0, cache_bytes=0)
@@ -393,8 +393,8 @@ class Completer:
         with a model that writes the rest of the true middle, then <EOT>. Returns the accepted
         text, the asks, and the tokens generated.
         """
-        from codellama_lsp.engine.infill import complete
-        from codellama_lsp.reuse import RecentSuggestions, context_at, next_piece
+        from codellama_lsp.completion.infill import complete
+        from codellama_lsp.completion.suggestions import RecentSuggestions, context_at, next_piece
 
         recent = RecentSuggestions()
         accepted, generated, asks = "", 0, 0
@@ -436,8 +436,8 @@ class Completer:
 
     def oracle(self, task: Task, request) -> str:
         """What `complete` returns when the model writes the true middle (and maybe more)."""
-        from codellama_lsp.engine.infill import prompt_for
-        from codellama_lsp.postprocess import (
+        from codellama_lsp.completion.infill import prompt_for
+        from codellama_lsp.completion.postprocess import (
             detect_indent,
             postprocess,
             should_stop,

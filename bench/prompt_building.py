@@ -51,10 +51,10 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def main() -> None:
-    from codellama_lsp.context_window import fit_window
-    from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
-    from codellama_lsp.prompt import build_prompt
-    from codellama_lsp.tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+    from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, prompt_for
+    from codellama_lsp.context.prompt import build_prompt
+    from codellama_lsp.context.window import fit_window
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", help="default: ../shared's Code Llama tokenizer, or tiny")

@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from typing_trace import machine  # noqa: E402
 
-from codellama_lsp.engine.generation import CachedSequence, generate  # noqa: E402
-from codellama_lsp.engine.infill import (  # noqa: E402
+from codellama_lsp.completion.infill import (  # noqa: E402
     InfillRequest,
     LineTokenCounter,
     fit_to_model,
     prompt_for,
 )
+from codellama_lsp.engine.generation import CachedSequence, generate  # noqa: E402
 from codellama_lsp.engine.model import load_model  # noqa: E402
 from codellama_lsp.settings import Settings  # noqa: E402
 

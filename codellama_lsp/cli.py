@@ -18,10 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .download_progress import describe, percentage
-from .engine.infill import InfillRequest
-from .settings import SettingError, Settings, SettingSpec, setting_specs, with_environment_key
+from codellama_lsp import __version__
+from codellama_lsp.checkpoint.download import describe, percentage
+from codellama_lsp.completion.infill import InfillRequest
+from codellama_lsp.settings import (
+    SettingError,
+    Settings,
+    SettingSpec,
+    setting_specs,
+    with_environment_key,
+)
 
 EXIT_FAILURE = 1
 
@@ -80,7 +86,7 @@ def read_source(spec: str) -> Source:
 def read_text(path: Path) -> str:
     """A source file's text: a regular file of at most SOURCE_LIMIT bytes, so that a FIFO
     named by mistake cannot hang the command, nor /dev/zero fill the memory."""
-    from .model_files import UnreadableFile, read_regular_file
+    from codellama_lsp.checkpoint.files import UnreadableFile, read_regular_file
 
     try:
         return read_regular_file(path, SOURCE_LIMIT).decode("utf-8")
@@ -92,7 +98,7 @@ def read_text(path: Path) -> str:
 
 def read_cursor(cursor: Cursor) -> Source:
     """The file at the cursor, the cursor checked."""
-    from .document import TextDocument
+    from codellama_lsp.documents.text_document import TextDocument
 
     text = read_text(cursor.path)  # first: it explains a path that cannot be resolved
     document = TextDocument(cursor.path.resolve().as_uri(), "", 0, text)
@@ -111,7 +117,7 @@ def read_cursor(cursor: Cursor) -> Source:
 
 def read_fill_me(path: Path) -> Source:
     """The file with its one `<FILL_ME>` taken out, the cursor where it was."""
-    from .document import TextDocument
+    from codellama_lsp.documents.text_document import TextDocument
 
     text = read_text(path)
     count = text.count(FILL_ME)
@@ -237,10 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    from .engine.infill import LineTokenCounter, fit_to_model, prompt_for
-    from .model_files import declared_positions
-    from .prompt import render_prompt
-    from .tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.files import declared_positions
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+    from codellama_lsp.completion.infill import LineTokenCounter, fit_to_model, prompt_for
+    from codellama_lsp.context.prompt import render_prompt
 
     settings = settings_from(args)
     request = _request(settings, read_source(args.cursor), args.others)
@@ -260,10 +266,10 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from .engine.infill import LineTokenCounter, complete
-    from .engine.interface import EngineUnavailable
-    from .engine.opening import open_engine
-    from .tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+    from codellama_lsp.completion.infill import LineTokenCounter, complete
+    from codellama_lsp.engine.interface import EngineUnavailable
+    from codellama_lsp.engine.opening import open_engine
 
     settings = settings_from(args)
     source = read_source(args.cursor)
@@ -323,7 +329,12 @@ class DownloadBar:
 
 
 def _request(settings: Settings, source: Source, others: list[Path]) -> InfillRequest:
-    from .extra_context import ExtraContext, OpenFile, choose_snippets, comment_marker
+    from codellama_lsp.context.extra_context import (
+        ExtraContext,
+        OpenFile,
+        choose_snippets,
+        comment_marker,
+    )
 
     files = []
     for path in others:
@@ -345,9 +356,9 @@ def _shown(path: Path) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .framing import FrameReader, PipeWriter
-    from .log_redaction import redact_secrets_in_logs
-    from .server import create_server
+    from codellama_lsp.log_redaction import redact_secrets_in_logs
+    from codellama_lsp.lsp.framing import FrameReader, PipeWriter
+    from codellama_lsp.lsp.server import create_server
 
     logging.basicConfig(
         filename=args.log_file,
@@ -361,7 +372,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     server = create_server(settings)
     if args.tcp:
-        from .tcp import listen, loopback_address, serve_tcp
+        from codellama_lsp.lsp.tcp import listen, loopback_address, serve_tcp
 
         try:
             listener = listen(*loopback_address(args.tcp))
@@ -386,9 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
-    from .engine.interface import EngineSetupError
-    from .model_files import ModelFilesError
-    from .tokenizer import TokenizerError
+    from codellama_lsp.checkpoint.files import ModelFilesError
+    from codellama_lsp.checkpoint.tokenizer import TokenizerError
+    from codellama_lsp.engine.interface import EngineSetupError
 
     handlers = {"complete": run_complete, "prompt": run_prompt}
     try:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from .prompt import Order
+from codellama_lsp.context.prompt import Order
 
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Quantization = Literal["none", "4bit", "8bit"]

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from lsp_session import open_document, prompt_at, session
 from lsprotocol import types
+from support.lsp_session import open_document, prompt_at, session
 
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
-from codellama_lsp.extra_context import (
+from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, prompt_for
+from codellama_lsp.context.extra_context import (
     PAUSE_S,
     ExtraContext,
     OpenFile,
@@ -103,7 +103,7 @@ def test_fit_snippets_never_exceeds_the_budget_groups_by_file_and_puts_the_best_
 
 
 def test_the_prompt_starts_with_the_extra_context_within_its_budget():
-    from codellama_lsp.tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer("tiny")
     others = [OpenFile("models", "shop/models.py", lines_of(FILLER + MODELS))]

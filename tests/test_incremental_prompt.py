@@ -8,20 +8,20 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_files import CODELLAMA_TOKENIZER
+from support.reference_files import CODELLAMA_TOKENIZER
 
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
-from codellama_lsp.prompt import (
-    assemble_prompt,
-    build_prompt,
-    encode_infilling_lines,
-    encode_lines,
-)
-from codellama_lsp.tokenizer import (
+from codellama_lsp.checkpoint.tokenizer import (
     FimTokenizer,
     _SentencePieceBackend,
     _TokenizersBackend,
     load_tokenizer,
+)
+from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, prompt_for
+from codellama_lsp.context.prompt import (
+    assemble_prompt,
+    build_prompt,
+    encode_infilling_lines,
+    encode_lines,
 )
 
 

@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from lsp_session import (
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+from support.lsp_session import (
     change,
     inline_params,
     open_document,
@@ -18,8 +20,6 @@ from lsp_session import (
     stats,
     units,
 )
-from lsprotocol import types
-from pygls.exceptions import JsonRpcRequestCancelled
 
 URI = "file:///work/example.py"
 LINE = "label = '😀 漢字 café'; total = compute("

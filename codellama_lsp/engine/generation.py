@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .decode_graph import DecodeGraph, last_logits
-from .interface import Cancelled, Generated
-from .prompt_lookup import MAX_DRAFT, Payoff, draft
+from codellama_lsp.engine.decode_graph import DecodeGraph, last_logits
+from codellama_lsp.engine.interface import Cancelled, Generated
+from codellama_lsp.engine.prompt_lookup import MAX_DRAFT, Payoff, draft
 
 if TYPE_CHECKING:
     from transformers import Cache, PreTrainedModel
 
-    from ..tokenizer import FimTokenizer
+    from codellama_lsp.checkpoint.tokenizer import FimTokenizer
 
 PREFILL_CHUNK = 256
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..tokenizer import FimTokenizer
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer
 
 
 class Cancelled(Exception):

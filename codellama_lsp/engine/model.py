@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..download_progress import Progress
-from ..model_files import (
+from codellama_lsp.checkpoint.download import Progress
+from codellama_lsp.checkpoint.files import (
     CONFIG_LIMIT,
     MODEL_FILES,
     ModelFilesError,
@@ -19,9 +19,9 @@ from ..model_files import (
     resolve_model_folder,
     weight_files,
 )
-from ..settings import Settings
-from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
-from .interface import EngineSetupError
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer, TokenizerError, load_tokenizer
+from codellama_lsp.engine.interface import EngineSetupError
+from codellama_lsp.settings import Settings
 
 if TYPE_CHECKING:
     import torch
@@ -136,7 +136,7 @@ def load_model(
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    from .decode_graph import graphs_work
+    from codellama_lsp.engine.decode_graph import graphs_work
 
     try:
         model = AutoModelForCausalLM.from_pretrained(

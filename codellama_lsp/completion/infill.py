@@ -13,17 +13,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..bounded_memo import BoundedMemo
-from ..context_window import Window, clip_lines, fit_lines, window_lines
-from ..extra_context import ExtraContext, fit_snippets
-from ..postprocess import (
+from codellama_lsp.bounded_memo import BoundedMemo
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer
+from codellama_lsp.completion.postprocess import (
     detect_indent,
     postprocess,
     should_stop,
     shown_part,
     to_document_style,
 )
-from ..prompt import (
+from codellama_lsp.context.extra_context import ExtraContext, fit_snippets
+from codellama_lsp.context.prompt import (
     Order,
     assemble_prompt,
     build_prompt,
@@ -31,13 +31,13 @@ from ..prompt import (
     encode_lines,
     heal,
 )
-from ..settings import Settings
-from ..tokenizer import FimTokenizer
-from .interface import Generated, Limits
-from .prompt_lookup import MAX_DRAFT
+from codellama_lsp.context.window import Window, clip_lines, fit_lines, window_lines
+from codellama_lsp.engine.interface import Generated, Limits
+from codellama_lsp.engine.prompt_lookup import MAX_DRAFT
+from codellama_lsp.settings import Settings
 
 if TYPE_CHECKING:
-    from .interface import Engine
+    from codellama_lsp.engine.interface import Engine
 
 LINE_COUNT_MEMO_BYTES = 8 * 2**20
 """What the line-token memo may hold: a window of 100,000 tokens is well under 1 MiB of text, and

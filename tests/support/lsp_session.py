@@ -150,3 +150,21 @@ def units(text: str, encoding: str) -> int:
     if encoding == "utf-16":
         return len(text.encode("utf-16-le")) // 2
     return len(text)
+
+
+async def error_message(client: LanguageClient, timeout_s: float = 60) -> str:
+    for _ in range(int(timeout_s * 10)):
+        errors = [m.message for m in client.messages if m.type == types.MessageType.Error]
+        if errors:
+            return errors[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no Error message; got {client.messages}")
+
+
+async def loaded(client: LanguageClient, timeout_s: float = 120) -> None:
+    """Until a model is loaded (an earlier Error message does not stop the wait)."""
+    for _ in range(int(timeout_s * 10)):
+        if (await stats(client))["model"]:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the model did not load")

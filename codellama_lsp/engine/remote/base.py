@@ -28,10 +28,16 @@ from urllib.parse import urlsplit
 
 import httpx2 as httpx
 
-from ..model_files import declared_positions
-from ..settings import API_KEY_ENV, Settings
-from ..tokenizer import FimTokenizer
-from .interface import Cancelled, EngineSetupError, EngineUnavailable, Generated, Limits
+from codellama_lsp.checkpoint.files import declared_positions
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer
+from codellama_lsp.engine.interface import (
+    Cancelled,
+    EngineSetupError,
+    EngineUnavailable,
+    Generated,
+    Limits,
+)
+from codellama_lsp.settings import API_KEY_ENV, Settings
 
 RETRY_AFTER_S = 1.0
 """After a failure, requests are answered empty at once for this long, then tried again."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from .tokenizer import FimTokenizer
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer
 
 Order = Literal["spm", "psm"]
 ORDERS: tuple[Order, ...] = ("spm", "psm")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from .bounded_memo import BoundedMemo
+from codellama_lsp.bounded_memo import BoundedMemo
 
 WINDOW_LINES = 12
 STRIDE = 4

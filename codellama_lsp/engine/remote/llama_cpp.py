@@ -13,10 +13,9 @@ from collections import OrderedDict
 from contextlib import aclosing
 from typing import Any
 
-from ..settings import Settings
-from ..tokenizer import FimTokenizer
-from .interface import EngineUnavailable, Limits
-from .remote import (
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer
+from codellama_lsp.engine.interface import EngineUnavailable, Limits
+from codellama_lsp.engine.remote.base import (
     DEFAULT_SEED,
     MAX_POSITIONS,
     MAX_SLOTS,
@@ -25,6 +24,7 @@ from .remote import (
     Stream,
     is_int,
 )
+from codellama_lsp.settings import Settings
 
 
 def sampling(limits: Limits) -> dict[str, Any]:

@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
 
-from .framing import FrameReader
-from .server import CodeLlamaServer
+from codellama_lsp.lsp.framing import FrameReader
+from codellama_lsp.lsp.server import CodeLlamaServer
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,16 @@ import time
 from contextlib import aclosing
 from typing import Any
 
-from ..settings import Settings
-from ..tokenizer import FimTokenizer
-from .interface import EngineUnavailable, Limits
-from .remote import MAX_POSITIONS, VOCABULARY_SAMPLE, RemoteEngine, Stream, is_int
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer
+from codellama_lsp.engine.interface import EngineUnavailable, Limits
+from codellama_lsp.engine.remote.base import (
+    MAX_POSITIONS,
+    VOCABULARY_SAMPLE,
+    RemoteEngine,
+    Stream,
+    is_int,
+)
+from codellama_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
 

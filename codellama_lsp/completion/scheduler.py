@@ -25,11 +25,9 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..download_progress import describe, percentage
-from ..prompt import render_prompt
-from ..settings import Settings
-from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
-from .infill import (
+from codellama_lsp.checkpoint.download import describe, percentage
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer, TokenizerError, load_tokenizer
+from codellama_lsp.completion.infill import (
     Infill,
     InfillRequest,
     LineTokenCounter,
@@ -37,8 +35,16 @@ from .infill import (
     fit_to_model,
     prompt_for,
 )
-from .interface import Cancelled, Engine, EngineSetupError, EngineUnavailable, Interruptible
-from .opening import open_engine
+from codellama_lsp.context.prompt import render_prompt
+from codellama_lsp.engine.interface import (
+    Cancelled,
+    Engine,
+    EngineSetupError,
+    EngineUnavailable,
+    Interruptible,
+)
+from codellama_lsp.engine.opening import open_engine
+from codellama_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +136,7 @@ class Stats:
     """One entry per finished job, newest last: what the benchmarks and status lines read."""
 
 
-class Worker:
+class Scheduler:
     def __init__(self, on_load_event: Callable[[LoadEvent], None]) -> None:
         self._on_load_event = on_load_event
         self._cond = threading.Condition()

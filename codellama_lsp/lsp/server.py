@@ -44,24 +44,25 @@ from pygls.protocol import (
 )
 from pygls.uris import to_fs_path
 
-from . import __version__, extra_context
-from .context_window import BLOCK_LINES
-from .document import Encoding, TextDocument
-from .engine.infill import Infill, InfillRequest, new_tokens_room
-from .engine.worker import Job, LoadEvent, Outcome, Worker
-from .extra_context import (
+from codellama_lsp import __version__
+from codellama_lsp.completion.infill import Infill, InfillRequest, new_tokens_room
+from codellama_lsp.completion.scheduler import Job, LoadEvent, Outcome, Scheduler
+from codellama_lsp.completion.suggestions import Context, RecentSuggestions, context_at, next_piece
+from codellama_lsp.completion.typing_pace import TypingPace
+from codellama_lsp.context import extra_context
+from codellama_lsp.context.extra_context import (
     ExtraContext,
     OpenFile,
     StableChoice,
     choose_snippets,
     comment_marker,
 )
-from .git_ignore import GitIgnored
-from .language_ids import lsp_language_id
-from .replies import completion_items, inline_items, word_start
-from .reuse import Context, RecentSuggestions, context_at, next_piece
-from .settings import Settings, parse_settings
-from .typing_pace import TypingPace
+from codellama_lsp.context.window import BLOCK_LINES
+from codellama_lsp.documents.git_ignore import GitIgnored
+from codellama_lsp.documents.language_ids import lsp_language_id
+from codellama_lsp.documents.text_document import Encoding, TextDocument
+from codellama_lsp.lsp.replies import completion_items, inline_items, word_start
+from codellama_lsp.settings import Settings, parse_settings
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ class CodeLlamaServer(LanguageServer):
         self.extra_choice = StableChoice()
         """Used on `chooser` only, as the extra-context memos are."""
         self.chooser = ThreadPoolExecutor(1, thread_name_prefix="codellama-extra-context")
-        self.worker: Worker | None = None
+        self.scheduler: Scheduler | None = None
         self._progress: asyncio.Task[str | None] | None = None
         self.encoding: Encoding = "utf-16"
         self.event_loop: asyncio.AbstractEventLoop | None = None
@@ -275,10 +276,10 @@ class CodeLlamaServer(LanguageServer):
         self.used_tokens = 0
         """Continued tokens of kept middles that were shown beyond their first answer."""
 
-    def configure_worker(self) -> None:
+    def configure_scheduler(self) -> None:
         """Hand the settings to the worker; note a load it starts, for requests to wait on."""
-        assert self.worker is not None
-        if self.worker.configure(self.settings):
+        assert self.scheduler is not None
+        if self.scheduler.configure(self.settings):
             self.loading = True
 
     def apply_settings(self, raw: Any) -> None:
@@ -292,8 +293,8 @@ class CodeLlamaServer(LanguageServer):
                 self.register_completion()
             else:
                 log.info("the client cannot take new trigger characters before a restart")
-        if self.worker is not None:
-            self.configure_worker()
+        if self.scheduler is not None:
+            self.configure_scheduler()
             self.check_new_tokens()
 
     def check_new_tokens(self) -> None:
@@ -301,7 +302,7 @@ class CodeLlamaServer(LanguageServer):
 
         Completions still run, with as many as they allow (`fit_to_model`).
         """
-        positions = self.worker.max_positions if self.worker is not None else None
+        positions = self.scheduler.max_positions if self.scheduler is not None else None
         if positions is None:
             return
         asked, room = self.settings.max_new_tokens, new_tokens_room(positions)
@@ -337,8 +338,8 @@ class CodeLlamaServer(LanguageServer):
 
     def end(self) -> None:
         """End the process now, 0 after `shutdown` and 1 without, as the spec says of `exit`."""
-        if self.worker is not None:
-            self.worker.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         terminate(0 if self.shut_down else 1)
 
     def report_server_error(self, error: Exception, source: type[Exception]) -> None:
@@ -627,17 +628,17 @@ class CodeLlamaServer(LanguageServer):
         keep_in: tuple[TextDocument, Context] | None = None,
     ) -> Outcome:
         """The worker's outcome; with `keep_in`, a middle generated on is kept there."""
-        assert self.worker is not None
+        assert self.scheduler is not None
         delay = 0.0
         if debounce:
             delay = self.pace.wait(time.monotonic(), self.settings.debounce_ms / 1000)
         if not await self.load_settled(key):
             return Outcome("superseded")
-        job: Job = self.worker.submit(key, request, delay, continues=keep_in is not None)
+        job: Job = self.scheduler.submit(key, request, delay, continues=keep_in is not None)
         try:
             outcome = await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
-            self.worker.cancel(job)
+            self.scheduler.cancel(job)
             raise
         if outcome.status == "failed" and outcome.message:  # empty: the same failure again
             self.tell(types.MessageType.Error, outcome.message)
@@ -665,7 +666,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
         ls.event_loop = asyncio.get_running_loop()
         negotiated = ls.workspace.position_encoding
         ls.encoding = getattr(negotiated, "value", negotiated) or "utf-16"  # type: ignore[assignment]
-        ls.worker = Worker(ls.on_load_event)
+        ls.scheduler = Scheduler(ls.on_load_event)
         options = params.initialization_options
         ls.settings, ls.initial_problems = parse_settings(options, ls.base_settings)
         # Read by pygls after this handler, to build the capabilities the result advertises.
@@ -683,7 +684,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
             )
         if registers_completion(ls.client_capabilities):
             ls.register_completion()
-        ls.configure_worker()
+        ls.configure_scheduler()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(
@@ -742,8 +743,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
                 gone, _ = ls.closed.popitem(last=False)
                 ls.chooser.submit(extra_context.forget, gone)  # after any choice under way
         ls.recent.forget(params.text_document.uri)
-        if ls.worker is not None:
-            ls.worker.forget(params.text_document.uri)
+        if ls.scheduler is not None:
+            ls.scheduler.forget(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -801,8 +802,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
 
     @server.feature(STATS)
     def stats(ls: CodeLlamaServer, params: Any) -> dict[str, Any]:
-        assert ls.worker is not None
-        return {**ls.worker.stats(), "reused": ls.reused, "usedTokens": ls.used_tokens}
+        assert ls.scheduler is not None
+        return {**ls.scheduler.stats(), "reused": ls.reused, "usedTokens": ls.used_tokens}
 
     @server.feature(PROMPT)
     async def prompt(
@@ -812,10 +813,10 @@ def create_server(base: Settings) -> CodeLlamaServer:
         document = ls.document(uri)
         if document is None:
             raise JsonRpcInvalidParams(f"document not open: {uri}")
-        assert ls.worker is not None
+        assert ls.scheduler is not None
         line, column = ls.locate(document, params.position)
         request, first = await ls.request_at(document, line, column)
-        view = await asyncio.wrap_future(ls.worker.prompt(request))
+        view = await asyncio.wrap_future(ls.scheduler.prompt(request))
         return {
             "text": view.text,
             "ids": view.ids,
@@ -827,8 +828,8 @@ def create_server(base: Settings) -> CodeLlamaServer:
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: CodeLlamaServer, params: None) -> None:
         ls.shut_down = True
-        if ls.worker is not None:
-            ls.worker.stop()
+        if ls.scheduler is not None:
+            ls.scheduler.stop()
 
     @server.feature(types.EXIT)
     def exit_(ls: CodeLlamaServer, params: None) -> None:

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from .download_progress import Progress, reporting_tqdm
+from codellama_lsp.checkpoint.download import Progress, reporting_tqdm
 
 SHIPPED_MODELS = {"tiny": Path(__file__).parent / "models" / "tiny"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")

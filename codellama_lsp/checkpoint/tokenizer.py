@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .model_files import TOKENIZER_FILES, ModelFilesError, resolve_model_folder
+from codellama_lsp.checkpoint.files import TOKENIZER_FILES, ModelFilesError, resolve_model_folder
 
 MARKERS = ("<PRE>", "<SUF>", "<MID>", "<EOT>")
 INFILL_PIECES = {"pre": "▁<PRE>", "suf": "▁<SUF>", "mid": "▁<MID>", "eot": "▁<EOT>"}

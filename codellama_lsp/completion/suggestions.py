@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .postprocess import shown_part
+from codellama_lsp.completion.postprocess import shown_part
 
 REMEMBERED = 8
 CONTEXT_LINES = 64
