@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from codellama_lsp.checkpoint.download import Progress, reporting_tqdm
 
-SHIPPED_MODELS = {"tiny": Path(__file__).parent / "models" / "tiny"}
+SHIPPED_MODELS = {"tiny": Path(__file__).parents[1] / "models" / "tiny"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 MODEL_FILES = ("*.json", "*.safetensors", "tokenizer.model")
 INDEX_FILE = "model.safetensors.index.json"

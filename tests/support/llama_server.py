@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 
-LLAMA_CPP = Path(__file__).resolve().parents[1].parent / "shared" / "llama.cpp"
+LLAMA_CPP = Path(__file__).resolve().parents[2].parent / "shared" / "llama.cpp"
 
 
 SERVER_BINARY = LLAMA_CPP / "bin" / "llama-server"

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CODELLAMA_TOKENIZER = SHARED / "codellama-7b-hf-tokenizer"
 FIM_VECTORS = SHARED / "fim-reference" / "vectors.jsonl"
