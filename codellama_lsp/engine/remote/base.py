@@ -5,9 +5,9 @@ which watches a deadline and a cancel flag while it waits on the server: the job
 cancel flag for a stream, HANDSHAKE_TIMEOUT_S for the whole handshake (a server that sends a
 byte a second never trips a per-read timeout), and for both the flag `interrupt` sets from
 another thread when the engine is replaced or the language server stops, so that no call waits
-on a stuck server then. What a server sends is bounded in size as it comes: a JSON answer to
-BODY_LIMIT, a line of a stream to LINE_LIMIT, in the identity encoding only; every number in it
-(slots, positions, counts, token ids) is checked before use. Leaving the stream early
+on a stuck server then. What a server sends is bounded in size as it comes (bounded_reads.py);
+every number in it (slots, positions, counts, token ids) is checked before use. The streams push
+ids into a token sink (token_sink.py), which says when to stop; leaving the stream early
 (cancelled, superseded, the post-processor's early stop, a limit) closes the connection, and the
 server stops generating for it. Every failure becomes `EngineUnavailable` with a message
 that names the server and the cause, never the API key; the next request within a second is
@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
@@ -37,6 +36,8 @@ from codellama_lsp.engine.interface import (
     Generated,
     Limits,
 )
+from codellama_lsp.engine.remote.bounded_reads import read_body, read_lines
+from codellama_lsp.engine.token_sink import TokenSink
 from codellama_lsp.settings import API_KEY_ENV, Settings
 
 RETRY_AFTER_S = 1.0
@@ -45,10 +46,6 @@ CONNECT_TIMEOUT_S = 3.0
 """For the connection and for each read; the deadlines below bound the whole of a call."""
 HANDSHAKE_TIMEOUT_S = 10
 """The most the whole handshake may take, all its requests together."""
-BODY_LIMIT = 2**20
-"""The most a JSON answer (or an error's body) may hold: the largest real one is a few KB."""
-LINE_LIMIT = 2**20
-"""The most a line of an event stream may hold: a real one holds a token or a few."""
 CANCEL_POLL_S = 0.002
 VOCABULARY_SAMPLE = 'def greet(name):\n    return f"héllo, {name}"  # ☺\n\tx = [1, 2]\n'
 MAX_SLOTS = 4096
@@ -57,26 +54,6 @@ MAX_POSITIONS = 2**24
 """More positions than any model serves (Code Llama's reach 100k)."""
 DEFAULT_SEED = 0xFFFFFFFF
 """llama.cpp's "a new random seed each time"; only sampling (temperature > 0) uses a seed."""
-
-
-@dataclass
-class Stream:
-    """What a stream has delivered so far: read by the watcher when it stops the stream."""
-
-    started: float
-    """`time.perf_counter()` when the request began."""
-    ids: list[int] = field(default_factory=list)
-    stop_id: int | None = None
-    prefilled: int | None = None
-    """Prompt tokens the server evaluated (the rest came from its cache), where it says."""
-    first_token_s: float = 0.0
-
-    def prefill(self, prompt_tokens: int) -> int:
-        """The prompt tokens evaluated so far, for a stream stopped midway: the server's count,
-        else all of them once a token came."""
-        if self.prefilled is not None:
-            return self.prefilled
-        return prompt_tokens if self.ids else 0
 
 
 def base_url(url: str) -> str:
@@ -138,36 +115,28 @@ class RemoteEngine:
         self._ensure_connected()
 
     def generate(self, document: str, prompt: list[int], limits: Limits) -> Generated:
+        sink = TokenSink.of(limits)
         self._ensure_connected()
-        started = time.perf_counter()
-        stream = Stream(started)
         try:
             finished = self._call(
-                self._stream(document, prompt, limits, stream),
+                self._stream(document, prompt, limits, sink),
                 limits.deadline,
                 limits.cancelled,
-                lambda: len(stream.ids),
+                lambda: len(sink.ids),
             )
         except EngineUnavailable as error:
             self._went_down(str(error))
             raise
-        except Cancelled as stopped:  # a stopped continuation still counts its prefill
-            raise Cancelled(stopped.generated, stream.prefill(len(prompt))) from None
-        if not finished and not stream.ids:  # the deadline passed with nothing to show
-            budget_ms = round((limits.deadline - started) * 1000)
+        except Cancelled:  # a stopped continuation still counts its prefill
+            raise sink.cancelled(len(prompt)) from None
+        if not finished and not sink.ids:  # the deadline passed with nothing to show
+            budget_ms = round((limits.deadline - sink.started) * 1000)
             self._went_down(
                 f"{self.url} did not answer within timeBudgetMs ({budget_ms} ms): "
                 "is it overloaded? raise timeBudgetMs for a slow server"
             )
             raise EngineUnavailable(self._problem)
-        return Generated(
-            ids=stream.ids,
-            stop_id=stream.stop_id,
-            prompt_tokens=len(prompt),
-            prefilled=len(prompt) if stream.prefilled is None else stream.prefilled,
-            first_token_s=stream.first_token_s,
-            total_s=time.perf_counter() - started,
-        )
+        return sink.generated(len(prompt))
 
     def set_cache_limits(self, documents: int, nbytes: int) -> None:
         """The server's own limits (its slots and context) apply, not this process's."""
@@ -198,16 +167,17 @@ class RemoteEngine:
         raise NotImplementedError
 
     async def _stream(
-        self, document: str, prompt: list[int], limits: Limits, stream: Stream
+        self, document: str, prompt: list[int], limits: Limits, sink: TokenSink
     ) -> None:
-        """Fill `stream` until the server ends, a stop id, the limit or the early stop."""
+        """Push the server's ids into `sink` until it says stop or the server ends; set
+        `sink.prefilled` where the server says."""
         raise NotImplementedError
 
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
         """One request answered with JSON; any failure as EngineUnavailable."""
         try:
             async with self._client.stream(method, self.url + path, json=body) as response:
-                data = await self._body(response, path)
+                data = await read_body(response, self.url + path)
         except httpx.HTTPError as error:
             raise EngineUnavailable(self._transport_problem(error)) from None
         if response.status_code >= 400:
@@ -225,11 +195,11 @@ class RemoteEngine:
         try:
             async with self._client.stream("POST", self.url + path, json=body) as response:
                 if response.status_code >= 400:
-                    text = (await self._body(response, path)).decode("utf-8", "replace")
+                    text = (await read_body(response, self.url + path)).decode("utf-8", "replace")
                     raise EngineUnavailable(self._status_problem(response.status_code, text))
                 # Closed here, not left to the garbage collector (which would schedule the
                 # close on this engine's loop when it is no longer running).
-                async with aclosing(self._lines(response, path)) as lines:
+                async with aclosing(read_lines(response, self.url + path)) as lines:
                     async for line in lines:
                         kind, _, data = line.partition(":")
                         data = data.strip()
@@ -243,54 +213,6 @@ class RemoteEngine:
             raise EngineUnavailable(self._transport_problem(error)) from None
         except json.JSONDecodeError:
             raise EngineUnavailable(f"{self.url}{path} streamed something not JSON") from None
-
-    async def _body(self, response: httpx.Response, path: str) -> bytes:
-        """The whole body, refused past BODY_LIMIT: nothing says a server's answer ends."""
-        self._check_encoding(response, path)
-        data = bytearray()
-        async with aclosing(response.aiter_raw()) as chunks:
-            async for chunk in chunks:
-                data += chunk
-                if len(data) > BODY_LIMIT:
-                    raise EngineUnavailable(
-                        f"{self.url}{path} answered more than {BODY_LIMIT // 2**20} MiB"
-                    )
-        return bytes(data)
-
-    async def _lines(self, response: httpx.Response, path: str) -> AsyncGenerator[str, None]:
-        """The body's lines, each refused past LINE_LIMIT (httpx's `aiter_lines` keeps a line
-        that never ends whole). A CR LF split between chunks makes an empty line more, which
-        an event stream ignores."""
-        self._check_encoding(response, path)
-        partial = bytearray()
-        async with aclosing(response.aiter_raw()) as chunks:
-            async for chunk in chunks:
-                partial += chunk
-                if b"\n" in chunk or b"\r" in chunk:
-                    lines = partial.splitlines(keepends=True)
-                    ended = lines[-1].endswith((b"\n", b"\r"))
-                    partial = bytearray() if ended else lines.pop()
-                    for line in lines:
-                        self._check_line(len(line.rstrip(b"\r\n")), path)
-                        yield line.rstrip(b"\r\n").decode("utf-8", "replace")
-                self._check_line(len(partial), path)
-        if partial:
-            yield partial.decode("utf-8", "replace")
-
-    def _check_line(self, length: int, path: str) -> None:
-        if length > LINE_LIMIT:
-            raise EngineUnavailable(
-                f"{self.url}{path} streamed a line of more than {LINE_LIMIT // 2**20} MiB"
-            )
-
-    def _check_encoding(self, response: httpx.Response, path: str) -> None:
-        """Only `identity` is asked for: a packed body is not unpacked (a few kilobytes of gzip
-        can unpack to gigabytes before a limit on what came in would notice)."""
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding != "identity":
-            raise EngineUnavailable(
-                f"{self.url}{path} answered in {encoding[:40]}, not the identity encoding asked for"
-            )
 
     def _check_vocabulary(self, sample_ids: list[int], markers_text: str) -> None:
         """The server's encoding of the sample and its spelling of the infilling markers must

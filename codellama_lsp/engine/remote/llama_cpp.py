@@ -8,7 +8,6 @@ as it does in-process, and `cache_prompt` makes the server evaluate only the new
 from __future__ import annotations
 
 import random
-import time
 from collections import OrderedDict
 from contextlib import aclosing
 from typing import Any
@@ -21,9 +20,9 @@ from codellama_lsp.engine.remote.base import (
     MAX_SLOTS,
     VOCABULARY_SAMPLE,
     RemoteEngine,
-    Stream,
     is_int,
 )
+from codellama_lsp.engine.token_sink import TokenSink
 from codellama_lsp.settings import Settings
 
 
@@ -116,7 +115,7 @@ class LlamaCppEngine(RemoteEngine):
         return len(self._slot_of), 0
 
     async def _stream(
-        self, document: str, prompt: list[int], limits: Limits, stream: Stream
+        self, document: str, prompt: list[int], limits: Limits, sink: TokenSink
     ) -> None:
         body = {
             "prompt": prompt,
@@ -130,19 +129,13 @@ class LlamaCppEngine(RemoteEngine):
         async with aclosing(self._events("/completion", body)) as events:
             async for event in events:
                 timings = event.get("timings")
-                if stream.prefilled is None and isinstance(timings, dict) and "prompt_n" in timings:
-                    stream.prefilled = self._number(timings["prompt_n"], "prompt_n", 0, len(prompt))
+                if sink.prefilled is None and isinstance(timings, dict) and "prompt_n" in timings:
+                    sink.prefilled = self._number(timings["prompt_n"], "prompt_n", 0, len(prompt))
                 for token in self._token_ids(event.get("tokens") or []):
-                    if not stream.first_token_s:
-                        stream.first_token_s = time.perf_counter() - stream.started
-                    if token in limits.stop_ids:
-                        stream.stop_id = token
-                        return
-                    stream.ids.append(token)
-                    if len(stream.ids) >= limits.max_new_tokens or limits.should_stop(stream.ids):
+                    if sink.push(token):
                         return
                 if event.get("stop"):
                     if event.get("stop_type") == "eos":
-                        stream.stop_id = self.tokenizer.ids.eot
+                        sink.ended(self.tokenizer.ids.eot)
                     return
         raise EngineUnavailable(f"the llama.cpp server at {self.url} ended the answer midway")

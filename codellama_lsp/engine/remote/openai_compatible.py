@@ -9,7 +9,6 @@ Fields a server does not know it ignores (vLLM's `stop_token_ids`, `top_k`, `min
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import aclosing
 from typing import Any
 
@@ -19,9 +18,9 @@ from codellama_lsp.engine.remote.base import (
     MAX_POSITIONS,
     VOCABULARY_SAMPLE,
     RemoteEngine,
-    Stream,
     is_int,
 )
+from codellama_lsp.engine.token_sink import TokenSink
 from codellama_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class OpenAIEngine(RemoteEngine):
         self._check_vocabulary(tokens, markers)
 
     async def _stream(
-        self, document: str, prompt: list[int], limits: Limits, stream: Stream
+        self, document: str, prompt: list[int], limits: Limits, sink: TokenSink
     ) -> None:
         body: dict[str, Any] = {
             "model": self.served,
@@ -121,29 +120,21 @@ class OpenAIEngine(RemoteEngine):
             async for event in events:
                 usage, timings = event.get("usage"), event.get("timings")
                 if isinstance(timings, dict) and "prompt_n" in timings:  # llama-server's
-                    stream.prefilled = self._number(timings["prompt_n"], "prompt_n", 0, len(prompt))
+                    sink.prefilled = self._number(timings["prompt_n"], "prompt_n", 0, len(prompt))
                 elif isinstance(usage, dict) and "prompt_tokens" in usage:
-                    stream.prefilled = self._prefilled(usage, len(prompt))
+                    sink.prefilled = self._prefilled(usage, len(prompt))
                 for choice in event.get("choices") or ():
                     ids = choice.get("token_ids")
                     if ids is None:  # text only: encoded again, whole (merges can cross chunks)
                         text += choice.get("text") or ""
-                        stream.ids[:] = self.tokenizer.encode_infilling(text)
-                    for token in [] if ids is None else self._token_ids(ids):
-                        if token in limits.stop_ids:
-                            stream.stop_id = token
+                        if sink.respell(self.tokenizer.encode_infilling(text)):
                             return
-                        stream.ids.append(token)
-                    if stream.ids and not stream.first_token_s:
-                        stream.first_token_s = time.perf_counter() - stream.started
-                    if stream.ids and (
-                        len(stream.ids) >= limits.max_new_tokens or limits.should_stop(stream.ids)
-                    ):
+                    elif any(sink.push(token) for token in self._token_ids(ids)):
                         return
                     finished = finished or bool(choice.get("finish_reason"))
                     if choice.get("finish_reason") == "stop":
                         reason = choice.get("stop_reason")  # vLLM's: the stop id, or a text
-                        stream.stop_id = (
+                        sink.ended(
                             self._token_id(reason) if is_int(reason) else self.tokenizer.ids.eot
                         )
         if not finished:
