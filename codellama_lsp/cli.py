@@ -358,7 +358,7 @@ def _shown(path: Path) -> str:
 def run_serve(args: argparse.Namespace) -> int:
     from codellama_lsp.log_redaction import redact_secrets_in_logs
     from codellama_lsp.lsp.framing import FrameReader, PipeWriter
-    from codellama_lsp.lsp.server import create_server
+    from codellama_lsp.lsp.handlers import create_server
 
     logging.basicConfig(
         filename=args.log_file,

@@ -7,13 +7,28 @@ elsewhere near the cursor, makes the suggestion stale and the model is asked aga
 
 A continued suggestion is the whole middle, generated on after the shown part went out: once
 the shown part is accepted, its next piece is shown from it, cut as a fresh completion would be.
+
+The words, as this module and the scheduler use them:
+
+- shown: the answer a request got, the middle cut where a completion stops (the early stop).
+- continued: generation went on after the shown answer, to the model's end of the middle or a
+  bound; the whole middle, once it arrives from the scheduler's thread, is remembered "later".
+- kept: that whole middle, remembered beside the shown answer for asking again.
+- ended: the model ended the middle itself (so its last piece needs no cut); else a bound did.
+- used: a piece of a continued suggestion beyond the shown answer has been shown; its continued
+  tokens then count in `used_tokens` (`usedTokens` in `codellama/stats`), once.
+- typed since: what the user typed at a suggestion's cursor to get to the cursor now.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
+from codellama_lsp.completion.infill import Infill
 from codellama_lsp.completion.postprocess import shown_part
 
 REMEMBERED = 8
@@ -46,7 +61,8 @@ class Context:
         return typed if typed.count("\n") == self.line - then.line else None
 
 
-def context_at(lines: list[str], line: int, column: int) -> Context:
+def context_at(lines: Sequence[str], line: int, column: int) -> Context:
+    """The cursor's `Context` in `lines` (a document's lines, with their terminators)."""
     first = max(0, line - CONTEXT_LINES)
     text = lines[line]
     before = "".join(lines[first:line]) + text[:column]
@@ -80,23 +96,69 @@ def next_piece(rest: str, now: Context, ended: bool) -> str:
 
 
 class RecentSuggestions:
-    """The last few suggestions of each document."""
+    """The last few suggestions of each document, and how often reusing them paid."""
 
     def __init__(self) -> None:
         self._by_document: dict[str, deque[Suggestion]] = {}
+        self.reused = 0
+        """Requests answered from a suggestion, without the model."""
+        self.used_tokens = 0
+        """Continued tokens of kept middles that were shown beyond their first answer."""
 
-    def remember(
+    def reuse(self, uri: str, now: Context) -> str | None:
+        """What to show at `now` from a suggestion that typing agrees with; None: ask the model."""
+        found = self.lookup(uri, now)
+        if found is None:
+            return None
+        rest, suggestion = found
+        if suggestion.continued:
+            rest = next_piece(rest, now, suggestion.ended)
+        if not rest:
+            return None
+        self.reused += 1
+        if suggestion.continued and not suggestion.used:
+            suggestion.used = True
+            self.used_tokens += suggestion.tokens
+        return rest
+
+    def remember(self, uri: str, context: Context, text: str) -> None:
+        """A shown answer, at the cursor it was asked at."""
+        self._add(uri, Suggestion(context, text))
+
+    def remember_later(
         self,
         uri: str,
         context: Context,
-        text: str,
-        *,
-        continued: bool = False,
-        ended: bool = True,
-        tokens: int = 0,
+        shown: Infill,
+        kept: Future[Infill | None],
+        still_open: Callable[[], bool],
     ) -> None:
-        if text:
-            suggestion = Suggestion(context, text, continued, ended, tokens)
+        """The whole middle `kept` will hold, remembered once the scheduler's thread has it.
+
+        It is remembered on the event loop (which owns this memory), and only while
+        `still_open()`: a document closed meanwhile keeps nothing.
+        """
+        loop = asyncio.get_running_loop()
+        kept.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(
+                self._keep, uri, context, shown, done.result(), still_open
+            )
+        )
+
+    def _keep(
+        self,
+        uri: str,
+        context: Context,
+        shown: Infill,
+        kept: Infill | None,
+        still_open: Callable[[], bool],
+    ) -> None:
+        if kept is not None and still_open():
+            tokens = kept.generated - shown.generated
+            self._add(uri, Suggestion(context, kept.text, True, kept.ended, tokens))
+
+    def _add(self, uri: str, suggestion: Suggestion) -> None:
+        if suggestion.text:
             self._by_document.setdefault(uri, deque(maxlen=REMEMBERED)).append(suggestion)
 
     def forget(self, uri: str) -> None:

@@ -179,8 +179,6 @@ class TextDocument:
         if problem is not None:
             raise ValueError(problem)
         start, end = change.range.start, change.range.end
-        if (end.line, end.character) < (start.line, start.character):
-            raise ValueError(f"range end {end} is before its start {start}")
         first, start_column, start_inside = self._locate(start, encoding)
         last, end_column, end_inside = self._locate(end, encoding)
         head = self.lines[first][:start_column]

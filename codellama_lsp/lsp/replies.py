@@ -7,21 +7,13 @@ from lsprotocol import types
 LABEL_LENGTH = 80
 
 
-def word_start(line_text: str, column: int) -> int:
-    """Where the identifier that ends at the cursor starts: a client filters items by it."""
-    start = column
-    while start > 0 and (line_text[start - 1].isalnum() or line_text[start - 1] == "_"):
-        start -= 1
-    return start
-
-
 def inline_items(
-    text: str, start: types.Position, end: types.Position, typed: str = ""
+    text: str, start: types.Position, end: types.Position, selected: str = ""
 ) -> types.InlineCompletionList:
-    """Ghost text replacing [start, end): `typed` (a selected popup item) then the completion."""
+    """Ghost text replacing [start, end): `selected` (a popup item's text) then the completion."""
     if not text:
         return types.InlineCompletionList(items=[])
-    item = types.InlineCompletionItem(insert_text=typed + text, range=types.Range(start, end))
+    item = types.InlineCompletionItem(insert_text=selected + text, range=types.Range(start, end))
     return types.InlineCompletionList(items=[item])
 
 
