@@ -45,8 +45,11 @@ from pygls.protocol import (
 from pygls.uris import to_fs_path
 
 from codellama_lsp import __version__
-from codellama_lsp.completion.infill import Infill, InfillRequest, new_tokens_room
-from codellama_lsp.completion.scheduler import Job, LoadEvent, Outcome, Scheduler
+from codellama_lsp.completion.jobs import Job, Outcome
+from codellama_lsp.completion.loading import LoadEvent
+from codellama_lsp.completion.prepare import new_tokens_room
+from codellama_lsp.completion.request import Infill, InfillRequest
+from codellama_lsp.completion.scheduler import Scheduler
 from codellama_lsp.completion.suggestions import Context, RecentSuggestions, context_at, next_piece
 from codellama_lsp.completion.typing_pace import TypingPace
 from codellama_lsp.context import extra_context
@@ -823,6 +826,7 @@ def create_server(base: Settings) -> CodeLlamaServer:
             "order": request.order,
             "firstLine": first + view.first_line,
             "endLine": first + view.end_line,
+            "mustStartWith": view.must_start_with,
         }
 
     @server.feature(types.SHUTDOWN)
