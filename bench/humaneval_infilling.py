@@ -298,7 +298,7 @@ class Completer:
     """Builds the request exactly as the server does and produces the text to insert."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from codellama_lsp.completion.infill import LineTokenCounter
+        from codellama_lsp.context.line_tokens import LineTokenCounter
         from codellama_lsp.settings import parse_settings
 
         raw = {
@@ -341,7 +341,7 @@ class Completer:
 
     def request(self, task: Task, typed: str = ""):  # -> InfillRequest
         """The request at the task's cursor, after `typed` was inserted there."""
-        from codellama_lsp.completion.infill import InfillRequest
+        from codellama_lsp.completion.request import InfillRequest
         from codellama_lsp.documents.text_document import TextDocument
 
         prefix = task.prefix + typed
@@ -436,13 +436,13 @@ class Completer:
 
     def oracle(self, task: Task, request) -> str:
         """What `complete` returns when the model writes the true middle (and maybe more)."""
-        from codellama_lsp.completion.infill import prompt_for
         from codellama_lsp.completion.postprocess import (
             detect_indent,
             postprocess,
             should_stop,
             to_document_style,
         )
+        from codellama_lsp.completion.prepare import prompt_for
 
         window, _ = prompt_for(self.tokenizer, request, self.counter)
         if self.mode == "truth+eot":

@@ -52,7 +52,9 @@ def percentile(values: list[float], share: float) -> float:
 
 def main() -> None:
     from codellama_lsp.checkpoint.tokenizer import load_tokenizer
-    from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, prompt_for
+    from codellama_lsp.completion.prepare import prompt_for
+    from codellama_lsp.completion.request import InfillRequest
+    from codellama_lsp.context.line_tokens import LineTokenCounter
     from codellama_lsp.context.prompt import build_prompt
     from codellama_lsp.context.window import fit_window
 

@@ -26,12 +26,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from typing_trace import machine  # noqa: E402
 
-from codellama_lsp.completion.infill import (  # noqa: E402
-    InfillRequest,
-    LineTokenCounter,
-    fit_to_model,
-    prompt_for,
-)
+from codellama_lsp.completion.prepare import fit_to_model, prompt_for  # noqa: E402
+from codellama_lsp.completion.request import InfillRequest  # noqa: E402
+from codellama_lsp.context.line_tokens import LineTokenCounter  # noqa: E402
 from codellama_lsp.engine.generation import CachedSequence, generate  # noqa: E402
 from codellama_lsp.engine.model import load_model  # noqa: E402
 from codellama_lsp.settings import Settings  # noqa: E402

@@ -168,7 +168,7 @@ class Trace:
 def pick_trace(model: str, keystrokes: int, context_tokens: int, source: str | None) -> Trace:
     """A region of real code near the middle of a stdlib file, with a full window around it."""
     from codellama_lsp.checkpoint.tokenizer import load_tokenizer
-    from codellama_lsp.completion.infill import LineTokenCounter
+    from codellama_lsp.context.line_tokens import LineTokenCounter
 
     count = LineTokenCounter(load_tokenizer(model))
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -780,7 +780,9 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from codellama_lsp.checkpoint.tokenizer import load_tokenizer
-    from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, prompt_for
+    from codellama_lsp.completion.prepare import prompt_for
+    from codellama_lsp.completion.request import InfillRequest
+    from codellama_lsp.context.line_tokens import LineTokenCounter
     from codellama_lsp.engine.decode_graph import graphs_work
     from codellama_lsp.engine.generation import CachedSequence, generate
 

@@ -121,6 +121,11 @@ class Settings:
     `engineUrl` (an editor's other URL gets no key but its own). No command-line flag: a process
     list would show it."""
 
+    @property
+    def cache_bytes(self) -> int:
+        """`cacheMegabytes` in bytes, the bound the engines keep their caches in."""
+        return self.cache_megabytes * 2**20
+
     def language_enabled(self, language_id: str) -> bool:
         return self.languages.get(language_id, self.languages.get("*", True))
 

@@ -15,9 +15,10 @@ from support.completions import checks_per_chunk, complete_with, request, typing
 from support.model_factory import build_model, build_tokenizer
 
 from codellama_lsp.checkpoint.tokenizer import load_tokenizer
-from codellama_lsp.completion import infill
-from codellama_lsp.completion.infill import LineTokenCounter, fit_to_model
+from codellama_lsp.completion.prepare import fit_to_model
 from codellama_lsp.completion.scheduler import Scheduler
+from codellama_lsp.context import line_tokens
+from codellama_lsp.context.line_tokens import LineTokenCounter
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
 from codellama_lsp.engine.model import ModelLoadError, load_model
 from codellama_lsp.engine.prompt_lookup import MAX_DRAFT
@@ -201,7 +202,7 @@ def test_the_window_leaves_room_for_the_answer_in_the_models_positions():
 
 def test_the_line_token_memo_is_bounded_by_bytes(monkeypatch):
     """One long line edited keystroke by keystroke adds its whole length to the memo each time."""
-    monkeypatch.setattr(infill, "LINE_COUNT_MEMO_BYTES", 2**20)
+    monkeypatch.setattr(line_tokens, "LINE_COUNT_MEMO_BYTES", 2**20)
     counter = LineTokenCounter(load_tokenizer("tiny"))
     line = "total = compute(value) + " * 4000  # 100 KB
     tracemalloc.start()

@@ -23,7 +23,9 @@ from support.lsp_session import inline_params, open_document, ready, session, st
 from support.model_factory import build_model
 
 from codellama_lsp.checkpoint.tokenizer import load_tokenizer
-from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, complete
+from codellama_lsp.completion.infill import complete
+from codellama_lsp.completion.request import InfillRequest
+from codellama_lsp.context.line_tokens import LineTokenCounter
 from codellama_lsp.engine.in_process import InProcessEngine
 from codellama_lsp.engine.interface import Cancelled, EngineUnavailable, Limits
 from codellama_lsp.engine.model import load_model

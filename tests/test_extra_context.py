@@ -11,7 +11,8 @@ import pytest
 from lsprotocol import types
 from support.lsp_session import open_document, prompt_at, session
 
-from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, prompt_for
+from codellama_lsp.completion.prepare import prompt_for
+from codellama_lsp.completion.request import InfillRequest
 from codellama_lsp.context.extra_context import (
     PAUSE_S,
     ExtraContext,
@@ -22,6 +23,7 @@ from codellama_lsp.context.extra_context import (
     comment_marker,
     fit_snippets,
 )
+from codellama_lsp.context.line_tokens import LineTokenCounter
 from codellama_lsp.settings import Settings
 
 MODELS = """\

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from codellama_lsp.completion.infill import InfillRequest
+from codellama_lsp.completion.request import InfillRequest
 from codellama_lsp.completion.suggestions import Context, context_at
 from codellama_lsp.context.extra_context import ExtraContext
 from codellama_lsp.context.window import BLOCK_LINES

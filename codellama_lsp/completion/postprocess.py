@@ -13,6 +13,8 @@ import re
 from collections import Counter
 from typing import NamedTuple
 
+from codellama_lsp.context.window import as_lf
+
 CONTROL_PIECES = ("<EOT>", "<PRE>", "<SUF>", "<MID>")
 GRACE_LINES = 3
 """Non-blank lines a model that has not ended may write past a block's end before it is taken
@@ -114,7 +116,7 @@ def to_document_style(text: str, eol: str, indent: str) -> str:
     leading tabs or spaces converted to the document's unit (`indent`: "\\t" or spaces).
     Line endings are normalised first, so converting twice changes nothing.
     """
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = as_lf(text).split("\n")
     return eol.join([lines[0], *(_reindent(line, indent) for line in lines[1:])])
 
 

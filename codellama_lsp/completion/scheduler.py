@@ -3,137 +3,45 @@
 The LSP thread only submits jobs and awaits their futures, so it stays I/O-bound and never
 holds the GIL for long. Per document, only the newest job matters: a new one supersedes the
 pending one (answered at once) and cancels the running one (it stops before its next forward
-pass, or its stream is closed). Once a job's answer is out, its generation goes on (it
-"continues") until the model ends the middle or a bound, so that the whole middle can be kept
-for asking again; a continuing job has the lowest priority: any new job or task stops it.
-Automatic requests wait out a short debounce first, so a burst of keystrokes costs one
-generation. Loading happens on a separate thread, so prompts can be built while weights load.
-Which engine generates (interface.py) is none of its business: it imports no torch.
+pass, or its stream is closed). Automatic requests wait out a short debounce first, so a burst
+of keystrokes costs one generation. Loading happens on a separate thread (loading.py), so
+prompts can be built while weights load. Which engine generates (interface.py) is none of its
+business: it imports no torch.
+
+Glossary (the fields of `Job`, jobs.py): a job that *continues* generates on once its answer
+is out, to keep the whole middle for asking again. Its answer is *shown* (`Job.shown`,
+`_answer_shown`) as soon as post-processing's early stop says it is complete; the job is then
+*continuing*, with the lowest priority: any new job or task stops it. Its *continuation* ends at
+the model's end of the middle or a bound, and the whole middle is *kept* (`Job.kept`), or it is
+stopped by another job and *dropped* (`Job.kept` is None); `_finish_continuation` counts both.
+`Job.answer_entry` is the answer's line in the stats' `recent`, which the continuation's end
+completes with the prefill the engine reports only then.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import itertools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from concurrent.futures import Future
+from typing import Any
 
-from codellama_lsp.checkpoint.download import describe, percentage
-from codellama_lsp.checkpoint.tokenizer import FimTokenizer, TokenizerError, load_tokenizer
-from codellama_lsp.completion.infill import (
-    Infill,
-    InfillRequest,
-    LineTokenCounter,
-    complete,
-    fit_to_model,
-    prompt_for,
-)
-from codellama_lsp.context.prompt import render_prompt
-from codellama_lsp.engine.interface import (
-    Cancelled,
-    Engine,
-    EngineSetupError,
-    EngineUnavailable,
-    Interruptible,
-)
-from codellama_lsp.engine.opening import open_engine
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer, TokenizerError
+from codellama_lsp.completion.infill import complete
+from codellama_lsp.completion.jobs import Job, Outcome, Stats, Stopped, settle
+from codellama_lsp.completion.loading import LoadEvent, connect, load
+from codellama_lsp.completion.prepare import PromptView, engine_heals, prepare
+from codellama_lsp.completion.request import Infill, InfillRequest
+from codellama_lsp.context.line_tokens import LineTokenCounter
+from codellama_lsp.engine.interface import Cancelled, Engine, EngineUnavailable, Interruptible
 from codellama_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RECENT_REQUESTS = 64
 WORKER_DIED = "codellama-lsp: the model worker stopped unexpectedly and was started again"
-
-Status = Literal["completed", "superseded", "cancelled", "failed", "not-ready"]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: Status
-    infill: Infill | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class LoadEvent:
-    """Loading news for the editor: `begin`, `report` (download progress), `end` or `failed`,
-    with a message."""
-
-    kind: Literal["begin", "report", "end", "failed"]
-    message: str
-    percentage: int | None = None
-
-
-@dataclass(frozen=True)
-class PromptView:
-    text: str
-    ids: list[int]
-    first_line: int
-    end_line: int
-
-
-@dataclass
-class Job:
-    key: str
-    request: InfillRequest
-    due: float
-    future: Future[Outcome] = field(default_factory=Future)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    superseded: bool = False
-    number: int = 0
-    submitted: float = 0.0
-    cancelled_at: float | None = None
-    """When the cancel flag was set: the worker reports how long it took to stop."""
-    continues: bool = False
-    """Once answered, generate on to keep the whole middle."""
-    shown: Infill | None = None
-    """The answer, given while generation continues (the job is then "continuing")."""
-    kept: Future[Infill | None] = field(default_factory=Future)
-    """The whole middle once a continuing job ends (None: it was stopped, or never continued)."""
-    answered: dict[str, Any] | None = None
-    """The answer's entry in `Stats.recent`: a continuation fills in its prefill when it ends."""
-
-    def stop(self, superseded: bool) -> None:
-        self.superseded = superseded
-        if self.cancelled_at is None:
-            self.cancelled_at = time.perf_counter()
-        self.cancel.set()
-
-    def resolve(self, outcome: Outcome) -> None:
-        _settle(self.future, outcome)
-        if outcome.status != "completed":
-            _settle(self.kept, None)
-
-
-@dataclass
-class Stats:
-    requests: int = 0
-    superseded: int = 0
-    cancelled: int = 0
-    completed: int = 0
-    failed: int = 0
-    not_ready: int = 0
-    prompt_tokens: int = 0
-    prefilled_tokens: int = 0
-    generated_tokens: int = 0
-    wasted_tokens: int = 0
-    """Tokens generated for requests that were then superseded or cancelled."""
-    cache_hits: int = 0
-    worker_restarts: int = 0
-    """Times the worker thread was found dead and started again (a bug: see the log)."""
-    continued_tokens: int = 0
-    """Tokens generated after the answer went out, to keep the whole middle."""
-    dropped_tokens: int = 0
-    """Continued tokens thrown away: the continuation was stopped by another job."""
-    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
-    """One entry per finished job, newest last: what the benchmarks and status lines read."""
 
 
 class Scheduler:
@@ -151,7 +59,10 @@ class Scheduler:
         self._load_generation = 0
         self._cached = (0, 0)
         """The engine's caches (documents, bytes), as the worker thread last counted them."""
-        self._cache_limits = (Settings.cache_documents, Settings.cache_megabytes * 2**20)
+        defaults = Settings()
+        self._cache_limits = (defaults.cache_documents, defaults.cache_bytes)
+        self._heals = engine_heals(defaults)
+        """Whether the engine being opened will heal: the preview heals as it will."""
         self._problem: str | None = None
         """The last failure shown to the user: the same one again is not shown again."""
         self._numbers = itertools.count(1)
@@ -175,13 +86,14 @@ class Scheduler:
 
         Whether a load started (its end or failure comes as a LoadEvent).
         """
-        limits = (settings.cache_documents, settings.cache_megabytes * 2**20)
+        limits = (settings.cache_documents, settings.cache_bytes)
         with self._cond:
             self._cache_limits = limits
             if settings.model_key() == self._model_key:
                 self._post(self._apply_cache_limits)
                 return False
             self._model_key = settings.model_key()
+            self._heals = engine_heals(settings)
             self._load_generation += 1
             generation = self._load_generation
             old, self._engine = self._engine, None
@@ -254,27 +166,8 @@ class Scheduler:
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
-            stats = self._stats
-            return {
-                "requests": stats.requests,
-                "superseded": stats.superseded,
-                "cancelled": stats.cancelled,
-                "completed": stats.completed,
-                "failed": stats.failed,
-                "notReady": stats.not_ready,
-                "promptTokens": stats.prompt_tokens,
-                "prefilledTokens": stats.prefilled_tokens,
-                "generatedTokens": stats.generated_tokens,
-                "wastedTokens": stats.wasted_tokens,
-                "cacheHits": stats.cache_hits,
-                "workerRestarts": stats.worker_restarts,
-                "continuedTokens": stats.continued_tokens,
-                "droppedTokens": stats.dropped_tokens,
-                "cachedDocuments": self._cached[0],
-                "cacheBytes": self._cached[1],
-                "recent": [dict(entry) for entry in stats.recent],  # a continuation edits one
-                "model": self._engine.description if self._engine else None,
-            }
+            engine = self._engine
+            return self._stats.report(self._cached, engine.description if engine else None)
 
     def stop(self) -> None:
         with self._cond:
@@ -293,24 +186,14 @@ class Scheduler:
     # -- loading (its own thread) -----------------------------------------------------------
 
     def _load(self, settings: Settings, generation: int) -> None:
-        self._on_load_event(LoadEvent("begin", f"Loading {settings.model}"))
-        try:
-            tokenizer = load_tokenizer(settings.model)
+        def adopt(tokenizer: FimTokenizer) -> None:
             with self._cond:
                 if generation == self._load_generation:
                     self._tokenizer = tokenizer
                     self._counter = LineTokenCounter(tokenizer)
-            engine = open_engine(
-                settings, tokenizer, functools.partial(self._report_download, settings)
-            )
-        except (EngineSetupError, TokenizerError) as error:
-            self._on_load_event(LoadEvent("failed", f"codellama-lsp: {error}"))
-            return
-        except Exception as error:  # a broken checkpoint can fail in many ways: say so, stay up
-            message = (
-                f"codellama-lsp: cannot load {settings.model}: {type(error).__name__}: {error}"
-            )
-            self._on_load_event(LoadEvent("failed", message))
+
+        engine = load(settings, self._on_load_event, adopt)
+        if engine is None:
             return
         with self._cond:
             if generation != self._load_generation:
@@ -320,29 +203,16 @@ class Scheduler:
         self._post(self._apply_cache_limits)
         self._post(lambda: self._connect(engine))
 
-    def _report_download(self, settings: Settings, done: int, total: int) -> None:
-        message = f"Downloading {settings.model}: {describe(done, total)}"
-        self._on_load_event(LoadEvent("report", message, percentage(done, total)))
-
     def _connect(self, engine: Engine) -> None:
         """On the worker thread, which owns the engine; before any completion runs on it."""
         if engine is not self._engine:
             return  # replaced meanwhile
-        try:
-            engine.connect()
-        except Cancelled:
-            return  # interrupted: replaced, or the server stops; nothing to tell
-        except EngineUnavailable as error:
-            # Ready all the same: each request tries again (at most once a second), and
-            # answers empty at once meanwhile.
-            message = f"codellama-lsp: {error}"
-            with self._cond:
-                if engine is not self._engine:
-                    return  # replaced while it failed: about a server no longer in use
-                self._problem = message
-            self._on_load_event(LoadEvent("failed", message))
-            return
-        self._on_load_event(LoadEvent("end", f"Code Llama ready: {engine.description}"))
+        problem = connect(engine, self._on_load_event)
+        with self._cond:
+            if problem is None or engine is not self._engine:
+                return  # connected, or replaced while it failed: no news of a server not in use
+            self._problem = problem
+        self._on_load_event(LoadEvent("failed", problem))
 
     # -- the worker thread ------------------------------------------------------------------
 
@@ -413,35 +283,35 @@ class Scheduler:
             self._engine.close()  # on this thread: a remote engine's event loop lives here
 
     def _build_prompt(self, request: InfillRequest, future: Future[PromptView]) -> None:
+        """The prompt `complete` would send: fitted and healed as the engine (or the one
+        being opened) does."""
         tokenizer, counter, engine = self._tokenizer, self._counter, self._engine
         if tokenizer is None or counter is None:
-            _settle(future, error=TokenizerError("the tokenizer is not loaded yet"))
+            settle(future, error=TokenizerError("the tokenizer is not loaded yet"))
             return
         if future.cancelled():  # `$/cancelRequest` came while it waited
             return
+        positions = engine.max_positions if engine is not None else None
+        heals = engine.heals if engine is not None else self._heals
         try:
-            if engine is not None:  # the window the completion would use
-                request = fit_to_model(request, engine.max_positions)
-            window, ids = prompt_for(tokenizer, request, counter)
-            view = PromptView(
-                render_prompt(tokenizer, ids), ids, window.first_line, window.end_line
-            )
+            view = PromptView.of(tokenizer, prepare(tokenizer, request, counter, positions, heals))
         except Exception as error:
-            _settle(future, error=error)
+            settle(future, error=error)
             return
-        _settle(future, view)
+        settle(future, view)
 
     def _complete(self, job: Job) -> None:
         engine, counter = self._engine, self._counter
         if engine is None or counter is None:
-            self._count("not_ready")
+            with self._cond:
+                self._stats.not_ready += 1
             job.resolve(Outcome("not-ready"))
             return
         if job.cancel.is_set():
             self._finish_cancelled(job, generated=0)
             return
         try:
-            on_shown = (lambda shown: self._show(job, shown)) if job.continues else None
+            on_shown = (lambda shown: self._answer_shown(job, shown)) if job.continues else None
             infill = complete(engine, job.key, job.request, counter, job.cancel.is_set, on_shown)
         except Cancelled as cancelled:
             self._count_cache(engine)
@@ -461,11 +331,11 @@ class Scheduler:
         self._count_cache(engine)
         if job.shown is None:
             self._answer(job, infill)
-            _settle(job.kept, None)
+            settle(job.kept, None)
         else:
             self._finish_continuation(job, infill.generated, infill.prefilled, infill)
 
-    def _show(self, job: Job, infill: Infill) -> None:
+    def _answer_shown(self, job: Job, infill: Infill) -> None:
         """The early stop's answer goes out; generation continues, first in line to be stopped."""
         job.shown = infill
         self._answer(job, infill)
@@ -477,62 +347,20 @@ class Scheduler:
         self, job: Job, generated: int, prefilled: int, kept: Infill | None
     ) -> None:
         """The engine reports the prefill when it stops, kept or not: counted here, once."""
-        assert job.shown is not None
-        continued = generated - job.shown.generated
         with self._cond:
-            self._stats.prefilled_tokens += prefilled
-            self._stats.cache_hits += 0 < prefilled < job.shown.prompt_tokens
-            if job.answered is not None:
-                job.answered["prefilled"] = prefilled
-            self._stats.continued_tokens += continued
-            self._stats.dropped_tokens += continued if kept is None else 0
-            self._stats.recent.append(
-                {
-                    "job": job.number,
-                    "status": "continued" if kept is not None else "dropped",
-                    "continued": continued,
-                    "ended": kept is not None and kept.ended,
-                }
-            )
-        _settle(job.kept, kept)
+            self._stats.count_continuation(job, generated, prefilled, kept)
+        settle(job.kept, kept)
 
     def _answer(self, job: Job, infill: Infill) -> None:
         with self._cond:
             self._problem = None
-            stats = self._stats
-            stats.completed += 1
-            stats.prompt_tokens += infill.prompt_tokens
-            stats.generated_tokens += infill.generated
-            if job.shown is None:  # else the prefill is counted when the continuation ends
-                stats.prefilled_tokens += infill.prefilled
-                stats.cache_hits += infill.prefilled < infill.prompt_tokens
-            job.answered = {
-                "job": job.number,
-                "status": "completed",
-                "waitMs": round((job.due - job.submitted) * 1000, 1),
-                "promptTokens": infill.prompt_tokens,
-                "prefilled": infill.prefilled,
-                "generated": infill.generated,
-                "firstTokenMs": round(infill.first_token_s * 1000, 2),
-                "engineMs": round(infill.total_s * 1000, 2),
-            }
-            stats.recent.append(job.answered)
+            self._stats.count_answer(job, infill)
         job.resolve(Outcome("completed", infill))
 
     def _finish_cancelled(self, job: Job, generated: int) -> None:
-        status: Status = "superseded" if job.superseded else "cancelled"
-        stopped_ms = (time.perf_counter() - (job.cancelled_at or time.perf_counter())) * 1000
+        status: Stopped = "superseded" if job.superseded else "cancelled"
         with self._cond:
-            setattr(self._stats, status, getattr(self._stats, status) + 1)
-            self._stats.wasted_tokens += generated
-            self._stats.recent.append(
-                {
-                    "job": job.number,
-                    "status": status,
-                    "generated": generated,
-                    "stopMs": round(stopped_ms, 2),
-                }
-            )
+            self._stats.count_stopped(job, status, generated)
         job.resolve(Outcome(status))
 
     def _fail(self, job: Job, engine: Engine, error: Exception) -> None:
@@ -550,10 +378,6 @@ class Scheduler:
             self._stats.failed += 1
             repeated, self._problem = message == self._problem, message
         job.resolve(Outcome("failed", message="" if repeated else message))
-
-    def _count(self, name: str) -> None:
-        with self._cond:
-            setattr(self._stats, name, getattr(self._stats, name) + 1)
 
     def _apply_cache_limits(self) -> None:
         if self._engine is not None:
@@ -574,12 +398,3 @@ class Scheduler:
 def _interrupt(engine: Engine) -> None:
     if isinstance(engine, Interruptible):
         engine.interrupt()
-
-
-def _settle(future: Future[Any], result: object = None, error: BaseException | None = None) -> None:
-    """Answer `future` unless it is answered or cancelled already (a cancel can come any time)."""
-    with contextlib.suppress(InvalidStateError):
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)

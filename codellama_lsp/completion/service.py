@@ -16,8 +16,10 @@ from typing import Protocol
 from lsprotocol import types
 
 from codellama_lsp.completion.cursor import Cursor
-from codellama_lsp.completion.infill import InfillRequest
-from codellama_lsp.completion.scheduler import Job, Outcome, PromptView, Scheduler
+from codellama_lsp.completion.jobs import Job, Outcome
+from codellama_lsp.completion.prepare import PromptView
+from codellama_lsp.completion.request import InfillRequest
+from codellama_lsp.completion.scheduler import Scheduler
 from codellama_lsp.completion.suggestions import RecentSuggestions
 from codellama_lsp.completion.typing_pace import TypingPace
 from codellama_lsp.context.chooser import ExtraContextChooser

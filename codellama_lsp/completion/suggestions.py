@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from codellama_lsp.completion.infill import Infill
 from codellama_lsp.completion.postprocess import shown_part
+from codellama_lsp.completion.request import Infill
 
 REMEMBERED = 8
 CONTEXT_LINES = 64

@@ -163,6 +163,19 @@ def _clipped(text: str) -> str:
     return text[:MAX_LINE_CHARS] + text[len(text.rstrip("\r\n")) :]
 
 
+def _nearest_uses(lines: Sequence[str], line: int) -> dict[str, int]:
+    """Each name used in the file's header or near the cursor, and its least distance in lines
+    from the cursor's line."""
+    nearest: dict[str, int] = {}
+    reach = range(max(0, line - DOCUMENT_REACH), min(len(lines), line + DOCUMENT_REACH))
+    for index in sorted({*range(min(HEADER_LINES, len(lines))), *reach}):
+        distance = abs(index - line)
+        for name in _line_identifiers(lines[index]):
+            if distance < nearest.get(name, len(lines)):
+                nearest[name] = distance
+    return nearest
+
+
 def choose_snippets(
     lines: Sequence[str], line: int, others: Sequence[OpenFile], budget: int
 ) -> tuple[Snippet, ...]:
@@ -175,13 +188,7 @@ def choose_snippets(
     """
     if budget <= 0 or not others:
         return ()
-    nearest: dict[str, int] = {}
-    reach = range(max(0, line - DOCUMENT_REACH), min(len(lines), line + DOCUMENT_REACH))
-    for index in sorted({*range(min(HEADER_LINES, len(lines))), *reach}):
-        distance = abs(index - line)
-        for name in _line_identifiers(lines[index]):
-            if distance < nearest.get(name, len(lines)):
-                nearest[name] = distance
+    nearest = _nearest_uses(lines, line)
     if not nearest:
         return ()
     query = lines[max(0, line - QUERY_BEFORE) : line + QUERY_AFTER + 1]

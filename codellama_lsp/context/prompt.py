@@ -15,7 +15,6 @@ from typing import Literal
 from codellama_lsp.checkpoint.tokenizer import FimTokenizer
 
 Order = Literal["spm", "psm"]
-ORDERS: tuple[Order, ...] = ("spm", "psm")
 
 
 MARKER_TOKENS = 4  # BOS, PRE, SUF, MID

@@ -3,12 +3,14 @@
 The window's edges snap to blocks of lines, so while the user types they stay put and the prompt
 of the previous keystroke stays a prefix of the next one (which is what makes a KV cache pay).
 The prefix gets about three quarters of the budget: the code before the cursor says the most.
+Its text is in the model's line endings, "\\n" (`as_lf`, the one place they are normalised).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 BLOCK_LINES = 16
 PREFIX_SHARE = 0.75
@@ -16,24 +18,33 @@ PREFIX_SHARE = 0.75
 
 @dataclass(frozen=True)
 class Window:
-    prefix: str
-    suffix: str
+    prefix_lines: list[str]
+    """The lines before the cursor, ending in "\n", then the head of the cursor's line."""
+    suffix_lines: list[str]
+    """The tail of the cursor's line, then the lines after it, ending in "\n"."""
     first_line: int
     """The document line where the prefix starts."""
     end_line: int
     """The document line after the last one in the suffix."""
 
+    @cached_property
+    def prefix(self) -> str:
+        return "".join(self.prefix_lines)
 
-def _as_lf(line: str) -> str:
-    """The line with its terminator, if it has one, spelled "\n".
+    @cached_property
+    def suffix(self) -> str:
+        return "".join(self.suffix_lines)
 
-    A line that already ends in a lone "\n" is returned as it is: the document's own string,
-    whose hash Python keeps, so looking its token ids up costs no copy and no hashing.
+
+def as_lf(text: str) -> str:
+    """`text` with its line endings ("\r\n", "\r") spelled "\n", the model's style.
+
+    Text without a "\r" is returned as it is: a document's own line, whose hash Python keeps,
+    so looking its token ids up costs no copy and no hashing.
     """
-    if line[-1:] == "\n" and line[-2:-1] != "\r":
-        return line
-    text = line.rstrip("\r\n")
-    return text + "\n" if len(text) < len(line) else text
+    if "\r" not in text:
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def clip_lines(
@@ -79,20 +90,20 @@ def fit_window(
     ends whatever the document uses. The cursor's own line is always included; a line too long
     for the budget on its own is left to the prompt builder's hard cap.
     """
-    first, end = fit_lines(lines, line, column, budget, count_tokens)
-    prefix, suffix = window_lines(lines, line, column, first, end)
-    return Window(prefix="".join(prefix), suffix="".join(suffix), first_line=first, end_line=end)
+    first, end = _fit_lines(lines, line, column, budget, count_tokens)
+    prefix, suffix = _window_lines(lines, line, column, first, end)
+    return Window(prefix, suffix, first, end)
 
 
-def fit_lines(
+def _fit_lines(
     lines: Sequence[str],
     line: int,
     column: int,
     budget: int,
     count_tokens: Callable[[str], int],
 ) -> tuple[int, int]:
-    """The first line and the end line of `fit_window`'s window (without building its text)."""
-    current = _as_lf(lines[line])
+    """The first line and the end line of the window (its text not built yet)."""
+    current = as_lf(lines[line])
     head, tail = current[:column], current[column:]
     used = count_tokens(head) + count_tokens(tail)
 
@@ -100,7 +111,7 @@ def fit_lines(
     end = _snap_end(
         lines, line, _reach(lines, range(line + 1, len(lines)), suffix_budget, count_tokens)
     )
-    suffix_used = sum(count_tokens(_as_lf(text)) for text in lines[line + 1 : end])
+    suffix_used = sum(count_tokens(as_lf(text)) for text in lines[line + 1 : end])
     prefix_budget = budget - used - suffix_used
     before = _reach(lines, range(line - 1, -1, -1), prefix_budget, count_tokens)
     if before.count == line and end < len(lines):
@@ -113,7 +124,7 @@ def fit_lines(
     return first, end
 
 
-def window_lines(
+def _window_lines(
     lines: Sequence[str], line: int, column: int, first: int, end: int
 ) -> tuple[list[str], list[str]]:
     """The prefix and suffix of a window (`first` to `end`) as lines ending in "\n".
@@ -122,11 +133,11 @@ def window_lines(
     with its tail. Every other piece is a whole line, which is what per-line token ids are kept
     for (see `prompt.encode_lines`).
     """
-    current = _as_lf(lines[line])
-    prefix = [_as_lf(text) for text in lines[first:line]]
+    current = as_lf(lines[line])
+    prefix = [as_lf(text) for text in lines[first:line]]
     prefix.append(current[:column])
     suffix = [current[column:]]
-    suffix.extend(_as_lf(text) for text in lines[line + 1 : end])
+    suffix.extend(as_lf(text) for text in lines[line + 1 : end])
     return prefix, suffix
 
 
@@ -150,7 +161,7 @@ def _reach(
     """How many lines, walking in `order`, fit in `budget` tokens."""
     count = tokens = 0
     for index in order:
-        cost = count_tokens(_as_lf(lines[index]))
+        cost = count_tokens(as_lf(lines[index]))
         if tokens + cost > budget:
             break
         count += 1

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from codellama_lsp.completion.scheduler import LoadEvent
+from codellama_lsp.completion.loading import LoadEvent
 
 
 class LoadProgress:

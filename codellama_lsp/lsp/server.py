@@ -20,8 +20,9 @@ from pygls.exceptions import JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 
 from codellama_lsp import __version__
-from codellama_lsp.completion.infill import new_tokens_room
-from codellama_lsp.completion.scheduler import LoadEvent, Scheduler
+from codellama_lsp.completion.loading import LoadEvent
+from codellama_lsp.completion.prepare import new_tokens_room
+from codellama_lsp.completion.scheduler import Scheduler
 from codellama_lsp.completion.service import CompletionService
 from codellama_lsp.completion.suggestions import RecentSuggestions
 from codellama_lsp.context.chooser import ExtraContextChooser

@@ -1,21 +1,34 @@
-"""Completions driven below the server: a request builder, a typing trace, the engine."""
+"""Completions driven below the server: THE request builder, a typing trace, the engine."""
 
 from __future__ import annotations
 
 import sysconfig
 from pathlib import Path
 
-import torch
-
-from codellama_lsp.completion.infill import InfillRequest, complete
+from codellama_lsp.completion.request import InfillRequest
 from codellama_lsp.documents.text_document import TextDocument
-from codellama_lsp.engine.generation import CachedSequence
-from codellama_lsp.engine.in_process import InProcessEngine
-from codellama_lsp.engine.model import LoadedModel
+from codellama_lsp.settings import Settings
+
+TEST_SETTINGS = {"context_tokens": 1024, "max_new_tokens": 6, "time_budget_ms": 10_000}
+"""Over the defaults: a window and an answer the tiny model gives quickly, and time to give it
+on a loaded machine."""
 
 
-def complete_with(loaded: LoadedModel, request, state: CachedSequence, counter, cancelled):
+def request(
+    lines, line: int, column: int, order: str = "spm", eol: str = "\n", extra=None, **settings
+) -> InfillRequest:
+    """A request as the server builds one (`InfillRequest.at`), from `Settings`: the defaults,
+    then TEST_SETTINGS, then `settings` (field names of `Settings`, such as `context_tokens=400`
+    or `token_healing=False`)."""
+    chosen = Settings(**{**TEST_SETTINGS, "order": order, **settings})
+    return InfillRequest.at(chosen, lines, line, column, eol, extra)
+
+
+def complete_with(loaded, request, state, counter, cancelled):
     """One completion through the in-process engine, with `state` as the document's cache."""
+    from codellama_lsp.completion.infill import complete
+    from codellama_lsp.engine.in_process import InProcessEngine
+
     engine = InProcessEngine(loaded, cache_documents=1, cache_bytes=2**40)
     engine.sessions["file:///t.py"] = state
     return complete(engine, "file:///t.py", request, counter, cancelled)
@@ -36,21 +49,10 @@ def typing_trace(length: int = 40) -> list[tuple[list[str], int, int]]:
     return trace
 
 
-def request(lines: list[str], line: int, column: int, order: str = "spm") -> InfillRequest:
-    return InfillRequest(
-        lines=lines,
-        line=line,
-        column=column,
-        eol="\n",
-        order=order,
-        context_tokens=1024,
-        max_new_tokens=6,
-        temperature=0.0,
-    )
-
-
 def checks_per_chunk(model) -> int:
     """Cancellation checks in one prefill chunk: each decoder layer and each linear map in it."""
+    import torch
+
     return sum(
         module is layer or isinstance(module, torch.nn.Linear)
         for layer in model.get_decoder().layers

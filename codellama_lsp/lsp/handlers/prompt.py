@@ -28,4 +28,5 @@ async def prompt(ls: CodeLlamaServer, params: types.TextDocumentPositionParams) 
         "order": request.order,
         "firstLine": first + view.first_line,
         "endLine": first + view.end_line,
+        "mustStartWith": view.must_start_with,
     }
