@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from codellama_lsp.checkpoint.tokenizer import FimTokenizer, load_tokenizer  # noqa: E402
-from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter  # noqa: E402
+from codellama_lsp.completion.request import InfillRequest  # noqa: E402
 from codellama_lsp.context.extra_context import (  # noqa: E402
     ExtraContext,
     OpenFile,
@@ -51,6 +51,7 @@ from codellama_lsp.context.extra_context import (  # noqa: E402
     choose_snippets,
     fit_snippets,
 )
+from codellama_lsp.context.line_tokens import LineTokenCounter  # noqa: E402
 from codellama_lsp.settings import Settings  # noqa: E402
 
 PACKAGES = (
@@ -236,7 +237,8 @@ class Quality:
 
 
 def quality(loaded, cases: list[Case], budget: int, max_new: int) -> Quality:
-    from codellama_lsp.completion.infill import complete, fit_to_model, prompt_for
+    from codellama_lsp.completion.infill import complete
+    from codellama_lsp.completion.prepare import fit_to_model, prompt_for
     from codellama_lsp.engine.in_process import InProcessEngine
 
     count = LineTokenCounter(loaded.tokenizer)

@@ -298,7 +298,7 @@ class Completer:
     """Builds the request exactly as the server does and produces the text to insert."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from codellama_lsp.completion.infill import LineTokenCounter
+        from codellama_lsp.context.line_tokens import LineTokenCounter
         from codellama_lsp.settings import parse_settings
 
         raw = {
@@ -310,6 +310,7 @@ class Completer:
             "contextTokens": args.context_tokens,
             "maxNewTokens": args.max_new_tokens,
             "temperature": 0.0,
+            "timeBudgetMs": 10_000,
         }
         if args.token_healing is not None:
             raw["tokenHealing"] = args.token_healing == "on"
@@ -341,7 +342,7 @@ class Completer:
 
     def request(self, task: Task, typed: str = ""):  # -> InfillRequest
         """The request at the task's cursor, after `typed` was inserted there."""
-        from codellama_lsp.completion.infill import InfillRequest
+        from codellama_lsp.completion.request import InfillRequest
         from codellama_lsp.documents.text_document import TextDocument
 
         prefix = task.prefix + typed
@@ -349,18 +350,7 @@ class Completer:
         document = TextDocument(f"file:///humaneval/{task.task_id}.py", "python", 0, text)
         line = prefix.count("\n")
         column = len(prefix) - (prefix.rfind("\n") + 1)
-        settings = self.settings
-        return InfillRequest(
-            lines=document.lines,
-            line=line,
-            column=column,
-            eol=document.eol(),
-            order=settings.order,
-            context_tokens=settings.context_tokens,
-            max_new_tokens=settings.max_new_tokens,
-            temperature=settings.temperature,
-            token_healing=settings.token_healing,
-        )
+        return InfillRequest.at(self.settings, document.lines, line, column, document.eol())
 
     def __call__(self, task: Task) -> Outcome:
         started = time.perf_counter()
@@ -436,13 +426,13 @@ class Completer:
 
     def oracle(self, task: Task, request) -> str:
         """What `complete` returns when the model writes the true middle (and maybe more)."""
-        from codellama_lsp.completion.infill import prompt_for
         from codellama_lsp.completion.postprocess import (
             detect_indent,
             postprocess,
             should_stop,
             to_document_style,
         )
+        from codellama_lsp.completion.prepare import prompt_for
 
         window, _ = prompt_for(self.tokenizer, request, self.counter)
         if self.mode == "truth+eot":

@@ -168,7 +168,7 @@ class Trace:
 def pick_trace(model: str, keystrokes: int, context_tokens: int, source: str | None) -> Trace:
     """A region of real code near the middle of a stdlib file, with a full window around it."""
     from codellama_lsp.checkpoint.tokenizer import load_tokenizer
-    from codellama_lsp.completion.infill import LineTokenCounter
+    from codellama_lsp.context.line_tokens import LineTokenCounter
 
     count = LineTokenCounter(load_tokenizer(model))
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -780,9 +780,12 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from codellama_lsp.checkpoint.tokenizer import load_tokenizer
-    from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, prompt_for
+    from codellama_lsp.completion.prepare import prompt_for
+    from codellama_lsp.completion.request import InfillRequest
+    from codellama_lsp.context.line_tokens import LineTokenCounter
     from codellama_lsp.engine.decode_graph import graphs_work
     from codellama_lsp.engine.generation import CachedSequence, generate
+    from codellama_lsp.settings import Settings
 
     if not torch.cuda.is_available():
         raise SystemExit(f"typing_trace.py --gpu: torch {torch.__version__} sees no CUDA GPU")
@@ -807,6 +810,7 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
         torch.set_default_dtype(default)
     graphs = graphs_work(model)
     context, new = 4096, 12
+    settings = Settings(order="spm", context_tokens=context, max_new_tokens=new)
     trace = pick_trace(str(tokenizer_path), 24, context, args.source)
     counter = LineTokenCounter(tokenizer)
     lines = (trace.before + trace.after).splitlines(keepends=True)
@@ -817,7 +821,7 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
         line = lines[trace.line]
         changed[trace.line] = line[: trace.column] + typed + line[trace.column :]
         column = trace.column + len(typed)
-        request = InfillRequest(changed, trace.line, column, "\n", "spm", context, new, 0.0)
+        request = InfillRequest.at(settings, changed, trace.line, column, "\n")
         _, prompt = prompt_for(tokenizer, request, counter)
         built = time.perf_counter()
         out = generate(

@@ -94,7 +94,9 @@ def load_completer(args: argparse.Namespace) -> Callable[[list[str], Case], str]
     """A function from (document lines, case) to the text `complete` would insert."""
     import torch
 
-    from codellama_lsp.completion.infill import InfillRequest, LineTokenCounter, complete
+    from codellama_lsp.completion.infill import complete
+    from codellama_lsp.completion.request import InfillRequest
+    from codellama_lsp.context.line_tokens import LineTokenCounter
     from codellama_lsp.engine.in_process import InProcessEngine
     from codellama_lsp.engine.model import load_model
     from codellama_lsp.settings import parse_settings
