@@ -785,6 +785,7 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
     from codellama_lsp.context.line_tokens import LineTokenCounter
     from codellama_lsp.engine.decode_graph import graphs_work
     from codellama_lsp.engine.generation import CachedSequence, generate
+    from codellama_lsp.settings import Settings
 
     if not torch.cuda.is_available():
         raise SystemExit(f"typing_trace.py --gpu: torch {torch.__version__} sees no CUDA GPU")
@@ -809,6 +810,7 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
         torch.set_default_dtype(default)
     graphs = graphs_work(model)
     context, new = 4096, 12
+    settings = Settings(order="spm", context_tokens=context, max_new_tokens=new)
     trace = pick_trace(str(tokenizer_path), 24, context, args.source)
     counter = LineTokenCounter(tokenizer)
     lines = (trace.before + trace.after).splitlines(keepends=True)
@@ -819,7 +821,7 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
         line = lines[trace.line]
         changed[trace.line] = line[: trace.column] + typed + line[trace.column :]
         column = trace.column + len(typed)
-        request = InfillRequest(changed, trace.line, column, "\n", "spm", context, new, 0.0)
+        request = InfillRequest.at(settings, changed, trace.line, column, "\n")
         _, prompt = prompt_for(tokenizer, request, counter)
         built = time.perf_counter()
         out = generate(

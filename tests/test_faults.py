@@ -36,6 +36,7 @@ from support.lsp_session import (
     ready,
     session,
     stats,
+    to_cursor,
 )
 from support.model_factory import build_tokenizer
 
@@ -177,7 +178,7 @@ async def test_a_cancelled_waiting_prompt_request_leaves_the_worker_serving(tiny
         )
         assert len(answer.items) == 1
         shown = await asyncio.wait_for(prompt_at(client, URI, END), 60)
-        assert shown["text"].endswith("return math.pi * r")
+        assert to_cursor(shown).endswith("return math.pi * r")
         counted = await stats(client)
         assert counted["completed"] == 1 and counted["workerRestarts"] == 0
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
-from support.lsp_session import open_document, prompt_at, session
+from support.lsp_session import open_document, prompt_at, session, to_cursor
 from support.raw_lsp import KNOWN_URI, REPLY_TIMEOUT_S, RawServer, at, frame, open_params
 
 LONG = os.environ.get("CODELLAMA_LSP_LONG") == "1"
@@ -107,7 +107,7 @@ def check_alive(server: RawServer) -> None:
     stats = server.call("codellama/stats", {})
     assert stats["model"]
     shown = server.call("codellama/prompt", at(KNOWN_URI, 1, 12))
-    assert shown["text"] == KNOWN_PROMPT
+    assert to_cursor(shown) == KNOWN_PROMPT
     assert server.proc.poll() is None
 
 
@@ -300,7 +300,7 @@ def test_huge_documents_and_lines(raw):
     raw.notify("textDocument/didOpen", open_params("file:///work/big.py", big))
     last = big.count("\n")
     shown = raw.call("codellama/prompt", at("file:///work/big.py", last - 1, 4))
-    assert shown["text"].endswith("    return x + 1\ndef f(x):\n    ")
+    assert to_cursor(shown).endswith("    return x + 1\ndef f(x):\n    ")
     answer = raw.call("textDocument/inlineCompletion", inline("file:///work/big.py", last - 1, 4))
     assert len(answer["items"]) == 1
     # Past the end: the end of the document (the prompt is the one at the real end).
@@ -325,7 +325,7 @@ def test_huge_documents_and_lines(raw):
     # NUL and other control characters are text like any other.
     raw.notify("textDocument/didOpen", open_params("file:///work/nul.py", "a = '\x00\x01'\nb = "))
     shown = raw.call("codellama/prompt", at("file:///work/nul.py", 1, 4))
-    assert shown["text"] == "<s> <PRE> <SUF> <MID> a = '\x00\x01'\nb = "
+    assert to_cursor(shown) == "<s> <PRE> <SUF> <MID> a = '\x00\x01'\nb = "
     answer = raw.call("textDocument/inlineCompletion", inline("file:///work/nul.py", 1, 4))
     assert len(answer["items"]) == 1
     check_alive(raw)
@@ -422,7 +422,7 @@ def test_lone_surrogates_do_not_break_completion(raw):
         )
     )
     shown = raw.call("codellama/prompt", at("file:///work/sur.py", 2, 4))
-    assert shown["text"].endswith("c = ")
+    assert to_cursor(shown).endswith("c = ")
     answer = raw.call("textDocument/inlineCompletion", inline("file:///work/sur.py", 2, 4))
     assert len(answer["items"]) == 1
     raw.settle()
@@ -598,7 +598,7 @@ def test_a_change_list_with_a_bad_change_is_refused_whole(raw):
         },
     )
     shown = raw.call("codellama/prompt", at(uri, 1, 0))
-    assert shown["text"].endswith("a = 1\n"), shown  # the first change did not apply either
+    assert to_cursor(shown).endswith("a = 1\n"), shown  # the first change did not apply either
     assert "b = 2" not in shown["text"]
     # Out of step with the editor: no completion until the whole text comes again.
     assert raw.call("textDocument/inlineCompletion", inline(uri, 0, 5))["items"] == []

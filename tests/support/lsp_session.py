@@ -143,6 +143,12 @@ async def prompt_at(client: LanguageClient, uri: str, position: types.Position) 
     )
 
 
+def to_cursor(shown: dict[str, Any]) -> str:
+    """A `codellama/prompt` reply's text and the bytes the completion must start with: with
+    token healing the prompt stops short of the cursor by them, so this reads up to it."""
+    return shown["text"] + shown["mustStartWith"]
+
+
 def units(text: str, encoding: str) -> int:
     """The length of `text` in the encoding's code units."""
     if encoding == "utf-8":
