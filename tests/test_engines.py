@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from lsprotocol import types
+from support.completions import request as build_request
 from support.completions import typing_trace
 from support.llama_server import LlamaServer, free_port
 from support.lsp_session import inline_params, open_document, ready, session, stats
@@ -84,17 +85,15 @@ def remote(kind: str, url: str, tokenizer, **settings):
 
 
 def request(lines, line, column, order="spm", max_new_tokens=24) -> InfillRequest:
-    return InfillRequest(
-        lines=lines,
-        line=line,
-        column=column,
-        eol="\n",
-        order=order,
+    return build_request(
+        lines,
+        line,
+        column,
+        order,
         context_tokens=400,
         max_new_tokens=max_new_tokens,
-        temperature=0.0,
         token_healing=False,
-        time_budget_s=600.0,  # a loaded machine must not cut the in-process answer short
+        time_budget_ms=600_000,  # a loaded machine must not cut the in-process answer short
     )
 
 
