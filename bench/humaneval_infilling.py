@@ -411,14 +411,7 @@ class Completer:
                 piece = shown[0].text if shown else whole.text
                 recent.remember(task.task_id, context, piece)
                 if shown:
-                    recent.remember(
-                        task.task_id,
-                        context,
-                        whole.text,
-                        continued=True,
-                        ended=whole.ended,
-                        tokens=whole.generated - shown[0].generated,
-                    )
+                    recent.keep(task.task_id, context, shown[0], whole)
             if not piece:
                 break
             accepted += piece

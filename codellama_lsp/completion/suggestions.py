@@ -154,8 +154,12 @@ class RecentSuggestions:
         still_open: Callable[[], bool],
     ) -> None:
         if kept is not None and still_open():
-            tokens = kept.generated - shown.generated
-            self._add(uri, Suggestion(context, kept.text, True, kept.ended, tokens))
+            self.keep(uri, context, shown, kept)
+
+    def keep(self, uri: str, context: Context, shown: Infill, kept: Infill) -> None:
+        """The whole middle `kept`, generated on after `shown` went out (on the event loop)."""
+        tokens = kept.generated - shown.generated
+        self._add(uri, Suggestion(context, kept.text, True, kept.ended, tokens))
 
     def _add(self, uri: str, suggestion: Suggestion) -> None:
         if suggestion.text:
