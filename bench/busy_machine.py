@@ -33,7 +33,7 @@ INTERVAL_S = 0.08
 
 
 async def run_phase(options: dict[str, Any], busy: bool, args: argparse.Namespace) -> dict:
-    from lsp_session import session
+    from support.lsp_session import session
 
     async with session(options) as client:
         server = Server(client)

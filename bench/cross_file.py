@@ -6,7 +6,8 @@ cattrs, attrs, click, jinja2, markdown_it, anyio, packaging. A case is a line th
 (not on an import line) that the module imports from another module of the same package, where
 that name is defined at the top level of exactly one module. The cursor is at the start of the
 name; the "open" files are the defining module plus others of the package, 3 to 10 in all
-(seeded). The selection is the server's own (`codellama_lsp.extra_context`), at its defaults.
+(seeded). The selection is the server's own (`codellama_lsp.context.extra_context`), at its
+defaults.
 
     python bench/cross_file.py                    # a few minutes on one thread
     python bench/cross_file.py --cases 40 --typing 4 --out /tmp/r.md   # quicker
@@ -41,16 +42,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter  # noqa: E402
-from codellama_lsp.extra_context import (  # noqa: E402
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer, load_tokenizer  # noqa: E402
+from codellama_lsp.completion.request import InfillRequest  # noqa: E402
+from codellama_lsp.context.extra_context import (  # noqa: E402
     ExtraContext,
     OpenFile,
     StableChoice,
     choose_snippets,
     fit_snippets,
 )
+from codellama_lsp.context.line_tokens import LineTokenCounter  # noqa: E402
 from codellama_lsp.settings import Settings  # noqa: E402
-from codellama_lsp.tokenizer import FimTokenizer, load_tokenizer  # noqa: E402
 
 PACKAGES = (
     "pygls",
@@ -235,8 +237,9 @@ class Quality:
 
 
 def quality(loaded, cases: list[Case], budget: int, max_new: int) -> Quality:
+    from codellama_lsp.completion.infill import complete
+    from codellama_lsp.completion.prepare import fit_to_model, prompt_for
     from codellama_lsp.engine.in_process import InProcessEngine
-    from codellama_lsp.engine.infill import complete, fit_to_model, prompt_for
 
     count = LineTokenCounter(loaded.tokenizer)
     settings = Settings(
@@ -279,8 +282,8 @@ class Typing:
 
 def typing(loaded, cases: list[Case], budget: int, max_new: int) -> Typing:
     """Each case's line typed from the cursor one character at a time, as the server runs it."""
+    from codellama_lsp.completion.infill import complete
     from codellama_lsp.engine.in_process import InProcessEngine
-    from codellama_lsp.engine.infill import complete
 
     count = LineTokenCounter(loaded.tokenizer)
     settings = Settings(

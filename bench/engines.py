@@ -67,7 +67,7 @@ def per_keystroke(phase: Phase) -> tuple[list[float], list[float]]:
 
 
 async def one_engine(name: str, options: dict[str, Any], trace: Any, interval: float) -> dict:
-    from lsp_session import session
+    from support.lsp_session import session
 
     async with session(options) as client:
         server = Server(client)
@@ -87,7 +87,7 @@ async def one_engine(name: str, options: dict[str, Any], trace: Any, interval: f
 
 
 async def editors_at_once(count: int, options: dict[str, Any], trace: Any, interval: float):
-    from lsp_session import session
+    from support.lsp_session import session
 
     async def editor() -> list[float]:
         async with session(options) as client:

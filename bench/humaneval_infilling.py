@@ -298,7 +298,7 @@ class Completer:
     """Builds the request exactly as the server does and produces the text to insert."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from codellama_lsp.engine.infill import LineTokenCounter
+        from codellama_lsp.context.line_tokens import LineTokenCounter
         from codellama_lsp.settings import parse_settings
 
         raw = {
@@ -310,6 +310,7 @@ class Completer:
             "contextTokens": args.context_tokens,
             "maxNewTokens": args.max_new_tokens,
             "temperature": 0.0,
+            "timeBudgetMs": 10_000,  # the budget RESULTS-quality.md was measured with
         }
         if args.token_healing is not None:
             raw["tokenHealing"] = args.token_healing == "on"
@@ -331,7 +332,7 @@ class Completer:
                 file=sys.stderr,
             )
         else:
-            from codellama_lsp.tokenizer import load_tokenizer
+            from codellama_lsp.checkpoint.tokenizer import load_tokenizer
 
             self.tokenizer = load_tokenizer(settings.model)
             self.description = (
@@ -341,26 +342,15 @@ class Completer:
 
     def request(self, task: Task, typed: str = ""):  # -> InfillRequest
         """The request at the task's cursor, after `typed` was inserted there."""
-        from codellama_lsp.document import TextDocument
-        from codellama_lsp.engine.infill import InfillRequest
+        from codellama_lsp.completion.request import InfillRequest
+        from codellama_lsp.documents.text_document import TextDocument
 
         prefix = task.prefix + typed
         text = prefix + task.suffix
         document = TextDocument(f"file:///humaneval/{task.task_id}.py", "python", 0, text)
         line = prefix.count("\n")
         column = len(prefix) - (prefix.rfind("\n") + 1)
-        settings = self.settings
-        return InfillRequest(
-            lines=document.lines,
-            line=line,
-            column=column,
-            eol=document.eol(),
-            order=settings.order,
-            context_tokens=settings.context_tokens,
-            max_new_tokens=settings.max_new_tokens,
-            temperature=settings.temperature,
-            token_healing=settings.token_healing,
-        )
+        return InfillRequest.at(self.settings, document.lines, line, column, document.eol())
 
     def __call__(self, task: Task) -> Outcome:
         started = time.perf_counter()
@@ -368,8 +358,8 @@ class Completer:
             return Outcome(task, task.middle, seconds=time.perf_counter() - started)
         request = self.request(task)
         if self.mode == "model":
+            from codellama_lsp.completion.infill import complete
             from codellama_lsp.engine.in_process import InProcessEngine
-            from codellama_lsp.engine.infill import complete
 
             try:
                 engine = InProcessEngine(self.loaded, cache_documents=0, cache_bytes=0)
@@ -393,8 +383,8 @@ class Completer:
         with a model that writes the rest of the true middle, then <EOT>. Returns the accepted
         text, the asks, and the tokens generated.
         """
-        from codellama_lsp.engine.infill import complete
-        from codellama_lsp.reuse import RecentSuggestions, context_at, next_piece
+        from codellama_lsp.completion.infill import complete
+        from codellama_lsp.completion.suggestions import RecentSuggestions, context_at, next_piece
 
         recent = RecentSuggestions()
         accepted, generated, asks = "", 0, 0
@@ -421,14 +411,7 @@ class Completer:
                 piece = shown[0].text if shown else whole.text
                 recent.remember(task.task_id, context, piece)
                 if shown:
-                    recent.remember(
-                        task.task_id,
-                        context,
-                        whole.text,
-                        continued=True,
-                        ended=whole.ended,
-                        tokens=whole.generated - shown[0].generated,
-                    )
+                    recent.keep(task.task_id, context, shown[0], whole)
             if not piece:
                 break
             accepted += piece
@@ -436,13 +419,13 @@ class Completer:
 
     def oracle(self, task: Task, request) -> str:
         """What `complete` returns when the model writes the true middle (and maybe more)."""
-        from codellama_lsp.engine.infill import prompt_for
-        from codellama_lsp.postprocess import (
+        from codellama_lsp.completion.postprocess import (
             detect_indent,
             postprocess,
             should_stop,
             to_document_style,
         )
+        from codellama_lsp.completion.prepare import prompt_for
 
         window, _ = prompt_for(self.tokenizer, request, self.counter)
         if self.mode == "truth+eot":

@@ -72,7 +72,7 @@ async def complete_once(server: Server, editor: Editor, char: str) -> dict[str, 
 
 
 async def run_config(options: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
-    from lsp_session import open_document, session
+    from support.lsp_session import open_document, session
 
     async with session(options) as client:
         server = Server(client)

@@ -51,10 +51,13 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def main() -> None:
-    from codellama_lsp.context_window import fit_window
-    from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
-    from codellama_lsp.prompt import build_prompt
-    from codellama_lsp.tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+    from codellama_lsp.completion.prepare import prompt_for
+    from codellama_lsp.completion.request import InfillRequest
+    from codellama_lsp.context.line_tokens import LineTokenCounter
+    from codellama_lsp.context.prompt import build_prompt
+    from codellama_lsp.context.window import fit_window
+    from codellama_lsp.settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenizer", help="default: ../shared's Code Llama tokenizer, or tiny")
@@ -69,12 +72,13 @@ def main() -> None:
     line = LINES // 2
     lines.insert(line, "\n")
     before_counter, after_counter = LineTokenCounter(tokenizer), LineTokenCounter(tokenizer)
+    settings = Settings(order="spm", context_tokens=args.context_tokens, max_new_tokens=16)
     timings: dict[str, list[float]] = {"before": [], "after": []}
     prompt_tokens: list[int] = []
     # One unmeasured build each: the window's lines are tokenized once when a file is opened.
     for column in range(args.keystrokes + 1):
         lines[line] = TYPED[:column] + "\n"
-        request = InfillRequest(lines, line, column, "\n", "spm", args.context_tokens, 16, 0.0)
+        request = InfillRequest.at(settings, lines, line, column, "\n")
         started = time.perf_counter()
         window = fit_window(lines, line, column, args.context_tokens, before_counter)
         whole = build_prompt(tokenizer, window.prefix, window.suffix, "spm", args.context_tokens)

@@ -26,13 +26,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from typing_trace import machine  # noqa: E402
 
+from codellama_lsp.completion.prepare import fit_to_model, prompt_for  # noqa: E402
+from codellama_lsp.completion.request import InfillRequest  # noqa: E402
+from codellama_lsp.context.line_tokens import LineTokenCounter  # noqa: E402
 from codellama_lsp.engine.generation import CachedSequence, generate  # noqa: E402
-from codellama_lsp.engine.infill import (  # noqa: E402
-    InfillRequest,
-    LineTokenCounter,
-    fit_to_model,
-    prompt_for,
-)
 from codellama_lsp.engine.model import load_model  # noqa: E402
 from codellama_lsp.settings import Settings  # noqa: E402
 
@@ -68,12 +65,13 @@ def main() -> None:
     args = parser.parse_args()
     loaded = load_model(Settings(model=args.model, device="cpu"))
     counter = LineTokenCounter(loaded.tokenizer)
+    settings = Settings(order="spm", context_tokens=2048, max_new_tokens=args.tokens)
     rows = []
     for kind, picks in cases(args.cases).items():
         per_token: dict[bool, list[float]] = {False: [], True: []}
         identical = 0
         for lines, line, column in picks:
-            request = InfillRequest(lines, line, column, "\n", "spm", 2048, args.tokens, 0.0)
+            request = InfillRequest.at(settings, lines, line, column, "\n")
             request = fit_to_model(request, loaded.max_positions)  # as the server does
             _, prompt = prompt_for(loaded.tokenizer, request, counter)
             outputs = {}

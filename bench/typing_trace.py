@@ -125,7 +125,7 @@ def machine() -> str:
 def build_random_model(folder: Path) -> Path:
     """Code Llama's layout (Llama, sentencepiece with the infilling pieces), scaled for a CPU."""
     import torch
-    from model_factory import build_tokenizer
+    from support.model_factory import build_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
     build_tokenizer(folder, vocab_size=1000)
@@ -167,8 +167,8 @@ class Trace:
 
 def pick_trace(model: str, keystrokes: int, context_tokens: int, source: str | None) -> Trace:
     """A region of real code near the middle of a stdlib file, with a full window around it."""
-    from codellama_lsp.engine.infill import LineTokenCounter
-    from codellama_lsp.tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+    from codellama_lsp.context.line_tokens import LineTokenCounter
 
     count = LineTokenCounter(load_tokenizer(model))
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -241,8 +241,8 @@ class Editor:
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def type(self, char: str) -> float:
-        from lsp_session import change
         from lsprotocol import types
+        from support.lsp_session import change
 
         self.version += 1
         here = types.Position(self.line, self.column)
@@ -255,8 +255,8 @@ class Editor:
         return at
 
     def request(self, automatic: bool, keystroke: float | None = None) -> Sent:
-        from lsp_session import inline_params
         from lsprotocol import types
+        from support.lsp_session import inline_params
 
         msg_id = f"{self.uri.rsplit('/', 1)[-1]}-{next(self.ids)}"
         params = inline_params(self.uri, types.Position(self.line, self.column), automatic)
@@ -305,7 +305,7 @@ class Server:
 
     async def poll(self) -> tuple[dict[str, Any], dict[str, int], list[dict[str, Any]]]:
         """Stats now, the change of each counter, and the jobs finished since the last poll."""
-        from lsp_session import stats
+        from support.lsp_session import stats
 
         now = await stats(self.client)
         delta = {
@@ -318,7 +318,7 @@ class Server:
         return now, delta, jobs
 
     async def open(self, text: str, line: int, column: int, warm: bool = True) -> Editor:
-        from lsp_session import open_document
+        from support.lsp_session import open_document
 
         uri = f"file:///bench/doc{next(self.documents)}.py"
         open_document(self.client, uri, text)
@@ -445,7 +445,7 @@ async def overhead_phase(server: Server) -> Phase:
 
 
 async def run_config(name: str, options: dict[str, Any], args: argparse.Namespace, trace: Trace):
-    from lsp_session import session
+    from support.lsp_session import session
 
     interval = args.interval_ms / 1000
     phases: dict[str, Phase] = {}
@@ -481,7 +481,7 @@ async def run_config(name: str, options: dict[str, Any], args: argparse.Namespac
 
 def open_others(client: Any, count: int) -> None:
     """Files of the standard library left open beside the typed one: its extra context."""
-    from lsp_session import open_document
+    from support.lsp_session import open_document
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     paths = [stdlib / name for name in OTHERS if (stdlib / name).is_file()][:count]
@@ -779,10 +779,13 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+    from codellama_lsp.completion.prepare import prompt_for
+    from codellama_lsp.completion.request import InfillRequest
+    from codellama_lsp.context.line_tokens import LineTokenCounter
     from codellama_lsp.engine.decode_graph import graphs_work
     from codellama_lsp.engine.generation import CachedSequence, generate
-    from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
-    from codellama_lsp.tokenizer import load_tokenizer
+    from codellama_lsp.settings import Settings
 
     if not torch.cuda.is_available():
         raise SystemExit(f"typing_trace.py --gpu: torch {torch.__version__} sees no CUDA GPU")
@@ -790,7 +793,7 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
     if args.tokenizer or shared.is_dir():
         tokenizer_path, tokenizer_note = Path(args.tokenizer or shared), "Code Llama's tokenizer"
     else:
-        from model_factory import build_tokenizer
+        from support.model_factory import build_tokenizer
 
         tokenizer_path = build_tokenizer(Path(tempfile.mkdtemp()) / "tok")
         tokenizer_note = "the tests' 1000-piece tokenizer (ids < 1000 of the 32016)"
@@ -807,6 +810,7 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
         torch.set_default_dtype(default)
     graphs = graphs_work(model)
     context, new = 4096, 12
+    settings = Settings(order="spm", context_tokens=context, max_new_tokens=new)
     trace = pick_trace(str(tokenizer_path), 24, context, args.source)
     counter = LineTokenCounter(tokenizer)
     lines = (trace.before + trace.after).splitlines(keepends=True)
@@ -817,7 +821,7 @@ def gpu_mode(args: argparse.Namespace, config_path: Path) -> str:
         line = lines[trace.line]
         changed[trace.line] = line[: trace.column] + typed + line[trace.column :]
         column = trace.column + len(typed)
-        request = InfillRequest(changed, trace.line, column, "\n", "spm", context, new, 0.0)
+        request = InfillRequest.at(settings, changed, trace.line, column, "\n")
         _, prompt = prompt_for(tokenizer, request, counter)
         built = time.perf_counter()
         out = generate(

@@ -10,123 +10,24 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .download_progress import describe, percentage
-from .engine.infill import InfillRequest
-from .settings import SettingError, Settings, SettingSpec, setting_specs, with_environment_key
+from codellama_lsp import __version__
+from codellama_lsp.checkpoint.download import describe, percentage
+from codellama_lsp.one_shot import FILL_ME, UsageError, read_source, request_at
+from codellama_lsp.settings import (
+    SettingError,
+    Settings,
+    SettingSpec,
+    setting_specs,
+    with_environment_key,
+)
 
 EXIT_FAILURE = 1
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for; printed as one line."""
-
-
-SOURCE_LIMIT = 16 * 2**20
-"""The most a source file may hold: far more than a prompt can use."""
-
-FILL_ME = "<FILL_ME>"
-"""The hole marker of the transformers docs' Code Llama examples, read by `complete FILE`."""
-
-
-@dataclass(frozen=True)
-class Cursor:
-    path: Path
-    line: int
-    """0-based."""
-    column: int
-    """0-based, in characters."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """A file's lines (as the server keeps them), its line ending and the cursor in it."""
-
-    path: Path
-    lines: list[str]
-    eol: str
-    line: int
-    column: int
-    around: tuple[str, str] | None = None
-    """The text before and after the `<FILL_ME>` that marked the cursor, if one did."""
-
-
-def parse_cursor(spec: str) -> Cursor:
-    path, sep, rest = spec.rpartition(":")
-    path, sep2, line_text = path.rpartition(":")
-    if not (sep and sep2) or not line_text.isdigit() or not rest.isdigit():
-        raise UsageError(f"expected FILE:LINE:COL (1-based), got {spec!r}")
-    line, column = int(line_text), int(rest)
-    if line < 1 or column < 1:
-        raise UsageError(f"LINE and COL count from 1, got {line}:{column}")
-    return Cursor(Path(path), line - 1, column - 1)
-
-
-def read_source(spec: str) -> Source:
-    """FILE:LINE:COL, or a FILE whose one `<FILL_ME>` marks the cursor (and is taken out)."""
-    if re.search(r":[0-9]*$", spec):
-        return read_cursor(parse_cursor(spec))
-    return read_fill_me(Path(spec))
-
-
-def read_text(path: Path) -> str:
-    """A source file's text: a regular file of at most SOURCE_LIMIT bytes, so that a FIFO
-    named by mistake cannot hang the command, nor /dev/zero fill the memory."""
-    from .model_files import UnreadableFile, read_regular_file
-
-    try:
-        return read_regular_file(path, SOURCE_LIMIT).decode("utf-8")
-    except UnreadableFile as error:
-        raise UsageError(f"{path}: {error}") from None
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{path}: not UTF-8 text ({error.reason})") from None
-
-
-def read_cursor(cursor: Cursor) -> Source:
-    """The file at the cursor, the cursor checked."""
-    from .document import TextDocument
-
-    text = read_text(cursor.path)  # first: it explains a path that cannot be resolved
-    document = TextDocument(cursor.path.resolve().as_uri(), "", 0, text)
-    if cursor.line >= len(document.lines):
-        raise UsageError(
-            f"{cursor.path}: line {cursor.line + 1} is past the end ({len(document.lines)} lines)"
-        )
-    width = len(document.line_text(cursor.line))
-    if cursor.column > width:
-        raise UsageError(
-            f"{cursor.path}:{cursor.line + 1}: column {cursor.column + 1} is past the end "
-            f"of the line ({width} characters)"
-        )
-    return Source(cursor.path, document.lines, document.eol(), cursor.line, cursor.column)
-
-
-def read_fill_me(path: Path) -> Source:
-    """The file with its one `<FILL_ME>` taken out, the cursor where it was."""
-    from .document import TextDocument
-
-    text = read_text(path)
-    count = text.count(FILL_ME)
-    if count != 1:
-        found = "no" if count == 0 else str(count)
-        raise UsageError(
-            f"{path}: {found} {FILL_ME} markers; mark the hole with exactly one, "
-            "or give FILE:LINE:COL"
-        )
-    before, after = text.split(FILL_ME)
-    head = TextDocument("", "", 0, before).lines
-    document = TextDocument(path.resolve().as_uri(), "", 0, before + after)
-    return Source(
-        path, document.lines, document.eol(), len(head) - 1, len(head[-1]), (before, after)
-    )
 
 
 def engine_options() -> argparse.ArgumentParser:
@@ -237,37 +138,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    from .engine.infill import LineTokenCounter, fit_to_model, prompt_for
-    from .model_files import declared_positions
-    from .prompt import render_prompt
-    from .tokenizer import load_tokenizer
+    """The prompt `complete` would send: fitted to the checkpoint's declared positions, if its
+    `config.json` is at hand, and healed as the settings' engine heals (the bytes healing backed
+    off, which the completion must start with, named on stderr)."""
+    from codellama_lsp.checkpoint.files import declared_positions
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+    from codellama_lsp.completion.prepare import PromptView, engine_heals, prepare
+    from codellama_lsp.context.line_tokens import LineTokenCounter
 
     settings = settings_from(args)
-    request = _request(settings, read_source(args.cursor), args.others)
+    request = request_at(settings, read_source(args.cursor), args.others)
     tokenizer = load_tokenizer(settings.model)
-    positions = declared_positions(settings.model)
-    if positions is not None:  # the window `complete` would use
-        try:
-            request = fit_to_model(request, positions)
-        except ValueError as error:
-            raise UsageError(str(error)) from error
-    _, ids = prompt_for(tokenizer, request, LineTokenCounter(tokenizer))
+    counter, positions = LineTokenCounter(tokenizer), declared_positions(settings.model)
+    try:
+        prepared = prepare(tokenizer, request, counter, positions, engine_heals(settings))
+    except ValueError as error:  # the positions leave no room for a prompt
+        raise UsageError(str(error)) from error
+    view = PromptView.of(tokenizer, prepared)
     if args.format == "ids":
-        print(" ".join(map(str, ids)))
+        print(" ".join(map(str, view.ids)))
     else:
-        sys.stdout.write(render_prompt(tokenizer, ids) + "\n")
+        sys.stdout.write(view.text + "\n")
+    if view.must_start_with:
+        start = json.dumps(view.must_start_with, ensure_ascii=False)
+        print(
+            f"codellama-lsp: the completion must start with {start} (token healing)",
+            file=sys.stderr,
+        )
     return 0
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from .engine.infill import LineTokenCounter, complete
-    from .engine.interface import EngineUnavailable
-    from .engine.opening import open_engine
-    from .tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+    from codellama_lsp.completion.infill import complete
+    from codellama_lsp.context.line_tokens import LineTokenCounter
+    from codellama_lsp.engine.interface import EngineUnavailable
+    from codellama_lsp.engine.opening import open_engine
 
     settings = settings_from(args)
     source = read_source(args.cursor)
-    request = _request(settings, source, args.others)  # every file read before the load
+    request = request_at(settings, source, args.others)  # every file read before the load
     if settings.trust_remote_code:
         print(
             "codellama-lsp: --trust-remote-code is on: the checkpoint's code may run",
@@ -322,32 +232,10 @@ class DownloadBar:
             print(file=sys.stderr)
 
 
-def _request(settings: Settings, source: Source, others: list[Path]) -> InfillRequest:
-    from .extra_context import ExtraContext, OpenFile, choose_snippets, comment_marker
-
-    files = []
-    for path in others:
-        # Read before resolved: reading says why a path is bad (a link loop, say).
-        lines = tuple(read_cursor(Cursor(path, 0, 0)).lines)
-        if path.resolve() != source.path.resolve():
-            files.append(OpenFile(str(path.resolve()), _shown(path), lines))
-    extra = ExtraContext(
-        choose_snippets(source.lines, source.line, files, settings.extra_context_tokens),
-        comment_marker("", str(source.path)),
-    )
-    return InfillRequest.at(settings, source.lines, source.line, source.column, source.eol, extra)
-
-
-def _shown(path: Path) -> str:
-    """A path as the prompt names it: relative to the working folder if under it."""
-    absolute, here = path.resolve(), Path.cwd()
-    return absolute.relative_to(here).as_posix() if absolute.is_relative_to(here) else str(absolute)
-
-
 def run_serve(args: argparse.Namespace) -> int:
-    from .framing import FrameReader, PipeWriter
-    from .log_redaction import redact_secrets_in_logs
-    from .server import create_server
+    from codellama_lsp.log_redaction import redact_secrets_in_logs
+    from codellama_lsp.lsp.framing import FrameReader, PipeWriter
+    from codellama_lsp.lsp.handlers import create_server
 
     logging.basicConfig(
         filename=args.log_file,
@@ -361,7 +249,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     server = create_server(settings)
     if args.tcp:
-        from .tcp import listen, loopback_address, serve_tcp
+        from codellama_lsp.lsp.tcp import listen, loopback_address, serve_tcp
 
         try:
             listener = listen(*loopback_address(args.tcp))
@@ -386,9 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
-    from .engine.interface import EngineSetupError
-    from .model_files import ModelFilesError
-    from .tokenizer import TokenizerError
+    from codellama_lsp.checkpoint.files import ModelFilesError
+    from codellama_lsp.checkpoint.tokenizer import TokenizerError
+    from codellama_lsp.engine.interface import EngineSetupError
 
     handlers = {"complete": run_complete, "prompt": run_prompt}
     try:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from .prompt import Order
+from codellama_lsp.context.prompt import Order
 
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Quantization = Literal["none", "4bit", "8bit"]
@@ -120,6 +120,11 @@ class Settings:
     `CODELLAMA_LSP_API_KEY` environment variable, which goes only to the command line's
     `engineUrl` (an editor's other URL gets no key but its own). No command-line flag: a process
     list would show it."""
+
+    @property
+    def cache_bytes(self) -> int:
+        """`cacheMegabytes` in bytes, the bound the engines keep their caches in."""
+        return self.cache_megabytes * 2**20
 
     def language_enabled(self, language_id: str) -> bool:
         return self.languages.get(language_id, self.languages.get("*", True))

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from lsp_session import session
 from lsprotocol import types
+from support.lsp_session import session
 
 from codellama_lsp.settings import API_KEY_ENV, Settings, parse_settings
 

@@ -79,19 +79,23 @@ def test_prompt_reproduces_the_reference_ids(codellama_tokenizer_dir, fim_vector
     path.write_bytes((case["prefix"] + case["suffix"]).encode("utf-8"))
     line = case["prefix"].count("\n") + 1
     column = len(case["prefix"].rsplit("\n", 1)[-1]) + 1
-    for order in ("psm", "spm"):
-        result = run(
-            "prompt",
-            f"{path}:{line}:{column}",
-            "--format",
-            "ids",
-            "--order",
-            order,
-            "--model",
-            str(codellama_tokenizer_dir),
-        )
+    where = (f"{path}:{line}:{column}", "--format", "ids", "--model", str(codellama_tokenizer_dir))
+    for order in ("psm", "spm"):  # the reference prompts are Code Llama's own: not healed
+        result = run("prompt", *where, "--order", order, "--token-healing", "off")
         assert result.returncode == 0, result.stderr
         assert [int(i) for i in result.stdout.split()] == case[order]
+        assert result.stderr == ""
+    # Healed (the default, suffix-first): the last prefix token is backed off, and named.
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+
+    healed = run("prompt", *where, "--order", "spm")
+    assert healed.returncode == 0, healed.stderr
+    assert [int(i) for i in healed.stdout.split()] == case["spm"][:-1]
+    backed_off = load_tokenizer(str(codellama_tokenizer_dir)).decode_bytes(case["spm"][-1:])
+    start = json.dumps(backed_off.decode("utf-8"), ensure_ascii=False)
+    assert (
+        healed.stderr == f"codellama-lsp: the completion must start with {start} (token healing)\n"
+    )
 
 
 def test_prompt_as_text(codellama_tokenizer_dir, source):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codellama_lsp.context_window import BLOCK_LINES, fit_window
+from codellama_lsp.context.window import BLOCK_LINES, fit_window
 
 
 def count(text: str) -> int:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from lsp_session import change, inline_params, open_document, session, stats
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+from support.lsp_session import change, inline_params, open_document, session, stats
 
 URI = "file:///work/parity.py"
 TEXT = (

@@ -1,4 +1,4 @@
-"""Tests for `codellama_lsp.document`: LSP 3.17 lines, positions and incremental edits."""
+"""Tests for `codellama_lsp.documents.text_document`: LSP 3.17 lines, positions and edits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 
-from codellama_lsp.document import TextDocument
+from codellama_lsp.documents.text_document import TextDocument
 
 ENCODINGS = ("utf-8", "utf-16", "utf-32")
 

@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from lsp_session import capabilities, ready
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig
+from support.lsp_session import capabilities, ready
 
-from codellama_lsp.download_progress import describe, percentage, reporting_tqdm
+from codellama_lsp.checkpoint.download import describe, percentage, reporting_tqdm
 
 
 def test_the_byte_bar_that_moves_is_reported_once_per_percent(capsys):

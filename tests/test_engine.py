@@ -11,59 +11,23 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-import torch
-from model_factory import build_model, build_tokenizer
+from support.completions import checks_per_chunk, complete_with, request, typing_trace
+from support.model_factory import build_model, build_tokenizer
 
-from codellama_lsp.document import TextDocument
-from codellama_lsp.engine import infill
+from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+from codellama_lsp.completion.prepare import fit_to_model
+from codellama_lsp.completion.scheduler import Scheduler
+from codellama_lsp.context import line_tokens
+from codellama_lsp.context.line_tokens import LineTokenCounter
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
-from codellama_lsp.engine.in_process import InProcessEngine
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete, fit_to_model
-from codellama_lsp.engine.model import LoadedModel, ModelLoadError, load_model
+from codellama_lsp.engine.model import ModelLoadError, load_model
 from codellama_lsp.engine.prompt_lookup import MAX_DRAFT
-from codellama_lsp.engine.worker import Worker
 from codellama_lsp.settings import Settings
-from codellama_lsp.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
     return load_model(Settings(model=str(tiny_model_dir)))
-
-
-def complete_with(loaded: LoadedModel, request, state: CachedSequence, counter, cancelled):
-    """One completion through the in-process engine, with `state` as the document's cache."""
-    engine = InProcessEngine(loaded, cache_documents=1, cache_bytes=2**40)
-    engine.sessions["file:///t.py"] = state
-    return complete(engine, "file:///t.py", request, counter, cancelled)
-
-
-def typing_trace(length: int = 40) -> list[tuple[list[str], int, int]]:
-    """A real file typed character by character on one line: (lines, line, column) per keystroke."""
-    source = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text(encoding="utf-8")
-    lines = source.splitlines(keepends=True)
-    line = next(i for i, text in enumerate(lines) if len(text.strip()) > length and i > 200)
-    typed = lines[line].rstrip("\n")
-    indent = len(typed) - len(typed.lstrip())
-    trace = []
-    for column in range(indent, indent + length):
-        document = TextDocument("file:///t.py", "python", 1, "".join(lines))
-        document.lines[line] = typed[:column] + "\n"
-        trace.append((list(document.lines), line, column))
-    return trace
-
-
-def request(lines: list[str], line: int, column: int, order: str = "spm") -> InfillRequest:
-    return InfillRequest(
-        lines=lines,
-        line=line,
-        column=column,
-        eol="\n",
-        order=order,
-        context_tokens=1024,
-        max_new_tokens=6,
-        temperature=0.0,
-    )
 
 
 @pytest.mark.parametrize("order", ["spm", "psm"])
@@ -117,15 +81,6 @@ def test_a_model_with_fewer_embeddings_than_token_ids_is_refused(tmp_path):
     build_tokenizer(folder, vocab_size=1100)
     with pytest.raises(ModelLoadError, match="1100 ids but the model only 1000"):
         load_model(Settings(model=str(folder)))
-
-
-def checks_per_chunk(model) -> int:
-    """Cancellation checks in one prefill chunk: each decoder layer and each linear map in it."""
-    return sum(
-        module is layer or isinstance(module, torch.nn.Linear)
-        for layer in model.get_decoder().layers
-        for module in layer.modules()
-    )
 
 
 @pytest.mark.parametrize("where", ["first chunk", "second chunk", "decode"])
@@ -247,7 +202,7 @@ def test_the_window_leaves_room_for_the_answer_in_the_models_positions():
 
 def test_the_line_token_memo_is_bounded_by_bytes(monkeypatch):
     """One long line edited keystroke by keystroke adds its whole length to the memo each time."""
-    monkeypatch.setattr(infill, "LINE_COUNT_MEMO_BYTES", 2**20)
+    monkeypatch.setattr(line_tokens, "LINE_COUNT_MEMO_BYTES", 2**20)
     counter = LineTokenCounter(load_tokenizer("tiny"))
     line = "total = compute(value) + " * 4000  # 100 KB
     tracemalloc.start()
@@ -264,7 +219,7 @@ def test_the_line_token_memo_is_bounded_by_bytes(monkeypatch):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_worker_thread_that_died_is_started_again_and_counted():
     """`_run` catches every Exception; only a BaseException can end it, as this one does."""
-    worker = Worker(lambda event: None)
+    worker = Scheduler(lambda event: None)
     try:
         worker._post(sys.exit)
         for _ in range(100):

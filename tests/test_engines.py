@@ -11,88 +11,32 @@ import asyncio
 import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
-from lsp_session import inline_params, open_document, ready, session, stats
 from lsprotocol import types
-from model_factory import build_model
-from test_engine import typing_trace
+from support.completions import request as build_request
+from support.completions import typing_trace
+from support.llama_server import LlamaServer, free_port
+from support.lsp_session import inline_params, open_document, ready, session, stats
+from support.model_factory import build_model
 
+from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+from codellama_lsp.completion.infill import complete
+from codellama_lsp.completion.request import InfillRequest
+from codellama_lsp.context.line_tokens import LineTokenCounter
 from codellama_lsp.engine.in_process import InProcessEngine
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete
 from codellama_lsp.engine.interface import Cancelled, EngineUnavailable, Limits
-from codellama_lsp.engine.llama_cpp import LlamaCppEngine
 from codellama_lsp.engine.model import load_model
-from codellama_lsp.engine.openai_compatible import OpenAIEngine
-from codellama_lsp.engine.remote import RETRY_AFTER_S
+from codellama_lsp.engine.remote.base import RETRY_AFTER_S
+from codellama_lsp.engine.remote.llama_cpp import LlamaCppEngine
+from codellama_lsp.engine.remote.openai_compatible import OpenAIEngine
 from codellama_lsp.settings import Settings
-from codellama_lsp.tokenizer import load_tokenizer
 
-LLAMA_CPP = Path(__file__).resolve().parents[1].parent / "shared" / "llama.cpp"
-SERVER_BINARY = LLAMA_CPP / "bin" / "llama-server"
-MAKE_GGUF = LLAMA_CPP / "make-gguf"
 SLOTS = 4
 SLOT_POSITIONS = 512  # the tiny model's own
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class LlamaServer:
-    """A llama-server process on a loopback port, its log in a file the tests read."""
-
-    def __init__(self, gguf: Path, log: Path, *args: str, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        command = [str(SERVER_BINARY), "-m", str(gguf), "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "-t", "1", *args]
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        for _ in range(300):
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code in (200, 401):
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None:
-                raise AssertionError(f"llama-server exited: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        raise AssertionError("llama-server did not start")
-
-    def slots(self) -> list[dict]:
-        return httpx.get(self.url + "/slots", timeout=5).json()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture(scope="session")
-def gguf_maker(tmp_path_factory):
-    if not (SERVER_BINARY.is_file() and MAKE_GGUF.is_file()):
-        pytest.skip(f"llama.cpp's llama-server and make-gguf are not in {LLAMA_CPP} (../shared)")
-
-    def make(model_dir: Path) -> Path:
-        out = tmp_path_factory.mktemp("gguf") / "model.gguf"
-        env = {**os.environ, "PYTHON": sys.executable}
-        subprocess.run(
-            [str(MAKE_GGUF), str(model_dir), str(out)], check=True, env=env, capture_output=True
-        )
-        return out
-
-    return make
 
 
 @pytest.fixture(scope="session")
@@ -141,17 +85,15 @@ def remote(kind: str, url: str, tokenizer, **settings):
 
 
 def request(lines, line, column, order="spm", max_new_tokens=24) -> InfillRequest:
-    return InfillRequest(
-        lines=lines,
-        line=line,
-        column=column,
-        eol="\n",
-        order=order,
+    return build_request(
+        lines,
+        line,
+        column,
+        order,
         context_tokens=400,
         max_new_tokens=max_new_tokens,
-        temperature=0.0,
         token_healing=False,
-        time_budget_s=600.0,  # a loaded machine must not cut the in-process answer short
+        time_budget_ms=600_000,  # a loaded machine must not cut the in-process answer short
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from script_module import load_script
+from support.script_module import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training" / "evaluate_tiny_model.py"
 

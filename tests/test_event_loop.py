@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from lsp_session import inline_params, open_document, session, stats
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
+from support.lsp_session import inline_params, open_document, session, stats
 
 PROMPT_ANSWER_S = 1.0
 """A prompt answer while choosing: the choice itself takes seconds on a large neighbour."""

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from lsp_session import open_document, prompt_at, session
 from lsprotocol import types
+from support.lsp_session import open_document, prompt_at, session
 
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
-from codellama_lsp.extra_context import (
+from codellama_lsp.completion.prepare import prompt_for
+from codellama_lsp.completion.request import InfillRequest
+from codellama_lsp.context.extra_context import (
     PAUSE_S,
     ExtraContext,
     OpenFile,
@@ -22,6 +23,7 @@ from codellama_lsp.extra_context import (
     comment_marker,
     fit_snippets,
 )
+from codellama_lsp.context.line_tokens import LineTokenCounter
 from codellama_lsp.settings import Settings
 
 MODELS = """\
@@ -103,7 +105,7 @@ def test_fit_snippets_never_exceeds_the_budget_groups_by_file_and_puts_the_best_
 
 
 def test_the_prompt_starts_with_the_extra_context_within_its_budget():
-    from codellama_lsp.tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer("tiny")
     others = [OpenFile("models", "shop/models.py", lines_of(FILLER + MODELS))]

@@ -23,41 +23,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lsp_session import (
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+from pytest_lsp import ClientServerConfig, LanguageClient
+from support.lsp_session import (
     capabilities,
+    error_message,
     inline_params,
+    loaded,
     open_document,
     prompt_at,
     ready,
     session,
     stats,
+    to_cursor,
 )
-from lsprotocol import types
-from model_factory import build_tokenizer
-from pygls.exceptions import JsonRpcRequestCancelled
-from pytest_lsp import ClientServerConfig, LanguageClient
+from support.model_factory import build_tokenizer
 
 URI = "file:///work/faults.py"
 TEXT = "import math\n\n\ndef area(r):\n    return math.pi * r"
 END = types.Position(4, len("    return math.pi * r"))
-
-
-async def error_message(client: LanguageClient, timeout_s: float = 60) -> str:
-    for _ in range(int(timeout_s * 10)):
-        errors = [m.message for m in client.messages if m.type == types.MessageType.Error]
-        if errors:
-            return errors[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no Error message; got {client.messages}")
-
-
-async def loaded(client: LanguageClient, timeout_s: float = 120) -> None:
-    """Until a model is loaded (an earlier Error message does not stop the wait)."""
-    for _ in range(int(timeout_s * 10)):
-        if (await stats(client))["model"]:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the model did not load")
 
 
 def broken_copy(good: Path, folder: Path, fault: str) -> Path:
@@ -193,7 +178,7 @@ async def test_a_cancelled_waiting_prompt_request_leaves_the_worker_serving(tiny
         )
         assert len(answer.items) == 1
         shown = await asyncio.wait_for(prompt_at(client, URI, END), 60)
-        assert shown["text"].endswith("return math.pi * r")
+        assert to_cursor(shown).endswith("return math.pi * r")
         counted = await stats(client)
         assert counted["completed"] == 1 and counted["workerRestarts"] == 0
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lsp_session import open_document, prompt_at, session
 from lsprotocol import types
+from support.lsp_session import open_document, prompt_at, session
 
 BEFORE = "def area(width, height):\n    return "
 AFTER = "\n\n\ndef perimeter(width, height):\n    return 2 * (width + height)\n"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from codellama_lsp.framing import LINE_CHUNK, MAX_CONTENT_LENGTH, FrameReader
+from codellama_lsp.lsp.framing import LINE_CHUNK, MAX_CONTENT_LENGTH, FrameReader
 
 
 def bodies(data: bytes) -> list[bytes]:

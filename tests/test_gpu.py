@@ -9,10 +9,10 @@ import itertools
 
 import pytest
 import torch
-from test_engine import checks_per_chunk, complete_with, request, typing_trace
+from support.completions import checks_per_chunk, complete_with, request, typing_trace
 
+from codellama_lsp.context.line_tokens import LineTokenCounter
 from codellama_lsp.engine.generation import CachedSequence, Cancelled
-from codellama_lsp.engine.infill import LineTokenCounter
 from codellama_lsp.engine.model import load_model
 from codellama_lsp.settings import Settings
 

@@ -8,20 +8,22 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_files import CODELLAMA_TOKENIZER
+from support.completions import request as request_at
+from support.reference_files import CODELLAMA_TOKENIZER
 
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
-from codellama_lsp.prompt import (
-    assemble_prompt,
-    build_prompt,
-    encode_infilling_lines,
-    encode_lines,
-)
-from codellama_lsp.tokenizer import (
+from codellama_lsp.checkpoint.tokenizer import (
     FimTokenizer,
     _SentencePieceBackend,
     _TokenizersBackend,
     load_tokenizer,
+)
+from codellama_lsp.completion.prepare import prompt_for
+from codellama_lsp.context.line_tokens import LineTokenCounter
+from codellama_lsp.context.prompt import (
+    assemble_prompt,
+    build_prompt,
+    encode_infilling_lines,
+    encode_lines,
 )
 
 
@@ -123,16 +125,8 @@ def test_random_edits_give_the_ids_of_a_full_rebuild(document, eol, edits, budge
         current = lines
         for edit in edits:
             current, line, column = edited(current, edit)
-            request = InfillRequest(
-                lines=[text.replace("\n", eol) for text in current],
-                line=line,
-                column=column,
-                eol=eol,
-                order=order,
-                context_tokens=budget,
-                max_new_tokens=16,
-                temperature=0.0,
-            )
+            in_eol = [text.replace("\n", eol) for text in current]
+            request = request_at(in_eol, line, column, order, eol, context_tokens=budget)
             window, ids = prompt_for(tokenizer, request, line_tokens)
             assert ids == build_prompt(tokenizer, window.prefix, window.suffix, order, budget), (
                 tokenizer.source
@@ -143,7 +137,7 @@ def test_a_tokenizer_with_a_piece_across_lines_tokenizes_the_window_whole():
     tokenizer = load_tokenizer("tiny")
     tokenizer.lines_tokenize_alone = False
     lines = ["def f(x):\n", "    y = x\n", "    return y\n"]
-    request = InfillRequest(lines, 1, 4, "\n", "spm", 2048, 16, 0.0)
+    request = request_at(lines, 1, 4, context_tokens=2048)
     window, ids = prompt_for(tokenizer, request, LineTokenCounter(tokenizer))
     assert ids == build_prompt(tokenizer, window.prefix, window.suffix, "spm", 2048)
 
@@ -152,7 +146,7 @@ def test_line_ids_are_kept_between_keystrokes():
     tokenizer = load_tokenizer("tiny")
     line_tokens = LineTokenCounter(tokenizer)
     lines = [f"value_{i} = compute({i})\n" for i in range(200)] + [""]
-    request = InfillRequest(lines, 100, 4, "\n", "spm", 2048, 16, 0.0)
+    request = request_at(lines, 100, 4, context_tokens=2048)
     prompt_for(tokenizer, request, line_tokens)
     kept = {text: line_tokens.ids(text) for text in lines[:-1]}
     lines[100] = "valXue_100 = compute(100)\n"

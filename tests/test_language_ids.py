@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from lsp_session import open_document, session, stats
 from lsprotocol import types
+from support.lsp_session import open_document, session, stats
 
-from codellama_lsp.language_ids import lsp_language_id
+from codellama_lsp.documents.language_ids import lsp_language_id
 
 
 @pytest.mark.parametrize(

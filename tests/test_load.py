@@ -14,9 +14,9 @@ import os
 import time
 from pathlib import Path
 
-from lsp_session import change, inline_params, open_document, session, stats
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
+from support.lsp_session import change, inline_params, open_document, session, stats
 
 LONG = os.environ.get("CODELLAMA_LSP_LONG") == "1"
 REQUESTS = 1000 if LONG else 400

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from lsp_session import session, stats
 from lsprotocol import types
+from support.lsp_session import session, stats
 
 FIRST_KEY = "sk-secret-123"
 SECOND_KEY = "sk-other-456"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lsp_session import inline_params, open_document, session, stats
 from lsprotocol import types
+from support.lsp_session import inline_params, open_document, session, stats
 
 OPEN = 12  # more than the old default of 8 cached documents
 TEXT = "import math\n\n\ndef area(r):\n    total = math.pi * r * r\n    return total\n"

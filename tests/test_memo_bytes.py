@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from codellama_lsp import extra_context
 from codellama_lsp.bounded_memo import ENTRY_BYTES, BoundedMemo
-from codellama_lsp.context_window import clip_lines
-from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, prompt_for
-from codellama_lsp.extra_context import OpenFile, choose_snippets
+from codellama_lsp.checkpoint.tokenizer import load_tokenizer
+from codellama_lsp.completion.prepare import prompt_for
+from codellama_lsp.completion.request import InfillRequest
+from codellama_lsp.context import extra_context
+from codellama_lsp.context.extra_context import OpenFile, choose_snippets
+from codellama_lsp.context.line_tokens import LineTokenCounter
+from codellama_lsp.context.window import clip_lines
 from codellama_lsp.settings import Settings
-from codellama_lsp.tokenizer import load_tokenizer
 
 
 def test_the_memo_counts_bytes_and_drops_the_least_recently_used():

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from lsp_session import session, stats
 from lsprotocol import types
+from support.lsp_session import session, stats
 
 ADDRESS_SPACE = 8 * 2**30
 """Far above what the CLI needs with the tiny model, far below what a 10^7-wide MLP takes."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codellama_lsp.postprocess import (
+from codellama_lsp.completion.postprocess import (
     CONTROL_PIECES,
     GRACE_LINES,
     detect_indent,

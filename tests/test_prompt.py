@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from codellama_lsp.prompt import build_prompt, render_prompt
-from codellama_lsp.tokenizer import (
+from codellama_lsp.checkpoint.tokenizer import (
     FimTokenizer,
     TokenizerError,
     _SentencePieceBackend,
     _TokenizersBackend,
     load_tokenizer,
 )
+from codellama_lsp.context.prompt import build_prompt, render_prompt
 
 MARKER_TEXTS = ["<PRE>", " <SUF>", "x <MID> y", "<EOT><EOT>", " <EOT>", "</s>", "<s>"]
 

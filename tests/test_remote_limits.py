@@ -25,19 +25,18 @@ from typing import Any
 
 import psutil
 import pytest
-from lsp_session import inline_params, open_document, session, stats
 from lsprotocol import types
 from pytest_lsp import LanguageClient
-from test_engines import LlamaServer, gguf_maker  # noqa: F401 (a fixture)
-from test_faults import error_message
+from support.llama_server import LlamaServer
+from support.lsp_session import error_message, inline_params, open_document, session, stats
 
-from codellama_lsp.engine import remote
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer, load_tokenizer
 from codellama_lsp.engine.interface import Cancelled, EngineUnavailable, Limits
-from codellama_lsp.engine.llama_cpp import LlamaCppEngine
-from codellama_lsp.engine.openai_compatible import OpenAIEngine
-from codellama_lsp.engine.remote import RETRY_AFTER_S, RemoteEngine
+from codellama_lsp.engine.remote import base as remote
+from codellama_lsp.engine.remote.base import RETRY_AFTER_S, RemoteEngine
+from codellama_lsp.engine.remote.llama_cpp import LlamaCppEngine
+from codellama_lsp.engine.remote.openai_compatible import OpenAIEngine
 from codellama_lsp.settings import Settings
-from codellama_lsp.tokenizer import FimTokenizer, load_tokenizer
 
 MiB = 2**20
 FLOOD = 400 * MiB

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codellama_lsp.reuse import RecentSuggestions, context_at
+from codellama_lsp.completion.suggestions import RecentSuggestions, context_at
 
 LINES = ["def f(a, b):\n", "    total = a\n", "    return total\n"]
 

@@ -20,25 +20,20 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import random
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lsp_session import open_document, prompt_at, session
 from lsprotocol import types
+from support.lsp_session import open_document, prompt_at, session, to_cursor
+from support.raw_lsp import KNOWN_URI, REPLY_TIMEOUT_S, RawServer, at, frame, open_params
 
 LONG = os.environ.get("CODELLAMA_LSP_LONG") == "1"
 HOSTILE_FRAMES = 1200 if LONG else 300
 BATCH = 60
-REPLY_TIMEOUT_S = 60
 
-KNOWN_URI = "file:///work/known.py"
 KNOWN_TEXT = "def add(a, b):\n    return a"
 KNOWN_PROMPT = "<s> <PRE> <SUF> <MID> def add(a, b):\n    return a"
 KNOWN_END = {"line": 1, "character": len("    return a")}
@@ -48,135 +43,12 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 
 
-class RawServer:
-    """The server as a subprocess, spoken to in raw bytes; replies parsed on a reader thread."""
-
-    def __init__(self, args: tuple[str, ...] = ()) -> None:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "codellama_lsp", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        self.frames_sent = 0
-        self.messages: list[dict[str, Any]] = []
-        self._inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._ids = iter(range(1_000_000, 10**9))
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
-        try:
-            while True:
-                length = None
-                while True:
-                    line = out.readline()
-                    if not line:
-                        return
-                    if line == b"\r\n":
-                        break
-                    name, _, value = line.decode("ascii").partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value)
-                assert length is not None, "a reply without Content-Length"
-                self._inbox.put(json.loads(out.read(length)))
-        finally:
-            self._inbox.put(None)
-
-    # -- sending ------------------------------------------------------------------------
-
-    def write(self, data: bytes, frames: int = 1) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-        self.frames_sent += frames
-
-    def send(self, message: Any) -> None:
-        self.write(frame(message))
-
-    def request(self, method: str, params: Any) -> int:
-        msg_id = next(self._ids)
-        self.send({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
-        return msg_id
-
-    def notify(self, method: str, params: Any) -> None:
-        self.send({"jsonrpc": "2.0", "method": method, "params": params})
-
-    # -- receiving ----------------------------------------------------------------------
-
-    def pump(self, timeout: float) -> bool:
-        """Move one message from the reader into `messages`; False on timeout."""
-        try:
-            message = self._inbox.get(timeout=timeout)
-        except queue.Empty:
-            return False
-        assert message is not None, f"the server closed stdout (exit {self.proc.poll()})"
-        self.messages.append(message)
-        return True
-
-    def reply(self, msg_id: int, timeout: float = REPLY_TIMEOUT_S) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for message in self.messages:
-                if message.get("id") == msg_id and "method" not in message:
-                    return message
-            left = deadline - time.monotonic()
-            assert left > 0, f"no reply to request {msg_id}"
-            self.pump(left)
-
-    def call(self, method: str, params: Any, timeout: float = REPLY_TIMEOUT_S) -> Any:
-        answer = self.reply(self.request(method, params), timeout)
-        assert "error" not in answer, answer
-        return answer["result"]
-
-    def settle(self, quiet_s: float = 0.3) -> None:
-        while self.pump(quiet_s):
-            pass
-
-    # -- lifecycle ----------------------------------------------------------------------
-
-    def initialize(self, options: dict[str, Any]) -> None:
-        self.call("initialize", {"capabilities": {}, "initializationOptions": options})
-        self.notify("initialized", {})
-
-    def wait_ready(self) -> None:
-        for _ in range(1200):
-            if self.call("codellama/stats", {})["model"]:
-                return
-            time.sleep(0.1)
-        raise AssertionError("the model did not load")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(30)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-
-
-def frame(message: Any) -> bytes:
-    body = message if isinstance(message, bytes) else json.dumps(message).encode()
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
 def inline(uri: str, line: int, character: int) -> dict[str, Any]:
     return {
         "textDocument": {"uri": uri},
         "position": {"line": line, "character": character},
         "context": {"triggerKind": 1},
     }
-
-
-def at(uri: str, line: int, character: int) -> dict[str, Any]:
-    return {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
-
-
-def open_params(uri: str, text: str, version: Any = 1) -> dict[str, Any]:
-    return {"textDocument": {"uri": uri, "languageId": "python", "version": version, "text": text}}
 
 
 def change_params(
@@ -235,7 +107,7 @@ def check_alive(server: RawServer) -> None:
     stats = server.call("codellama/stats", {})
     assert stats["model"]
     shown = server.call("codellama/prompt", at(KNOWN_URI, 1, 12))
-    assert shown["text"] == KNOWN_PROMPT
+    assert to_cursor(shown) == KNOWN_PROMPT
     assert server.proc.poll() is None
 
 
@@ -428,7 +300,7 @@ def test_huge_documents_and_lines(raw):
     raw.notify("textDocument/didOpen", open_params("file:///work/big.py", big))
     last = big.count("\n")
     shown = raw.call("codellama/prompt", at("file:///work/big.py", last - 1, 4))
-    assert shown["text"].endswith("    return x + 1\ndef f(x):\n    ")
+    assert to_cursor(shown).endswith("    return x + 1\ndef f(x):\n    ")
     answer = raw.call("textDocument/inlineCompletion", inline("file:///work/big.py", last - 1, 4))
     assert len(answer["items"]) == 1
     # Past the end: the end of the document (the prompt is the one at the real end).
@@ -453,7 +325,7 @@ def test_huge_documents_and_lines(raw):
     # NUL and other control characters are text like any other.
     raw.notify("textDocument/didOpen", open_params("file:///work/nul.py", "a = '\x00\x01'\nb = "))
     shown = raw.call("codellama/prompt", at("file:///work/nul.py", 1, 4))
-    assert shown["text"] == "<s> <PRE> <SUF> <MID> a = '\x00\x01'\nb = "
+    assert to_cursor(shown) == "<s> <PRE> <SUF> <MID> a = '\x00\x01'\nb = "
     answer = raw.call("textDocument/inlineCompletion", inline("file:///work/nul.py", 1, 4))
     assert len(answer["items"]) == 1
     check_alive(raw)
@@ -550,7 +422,7 @@ def test_lone_surrogates_do_not_break_completion(raw):
         )
     )
     shown = raw.call("codellama/prompt", at("file:///work/sur.py", 2, 4))
-    assert shown["text"].endswith("c = ")
+    assert to_cursor(shown).endswith("c = ")
     answer = raw.call("textDocument/inlineCompletion", inline("file:///work/sur.py", 2, 4))
     assert len(answer["items"]) == 1
     raw.settle()
@@ -561,7 +433,7 @@ def test_lone_surrogates_do_not_break_completion(raw):
 @pytest.mark.parametrize("folder", ["tiny_model_dir", "codellama_tokenizer_dir"])
 def test_lone_surrogates_are_encoded_as_replacement_characters(request, folder):
     """One for one, so offsets stay put; tiny's is sentencepiece, Code Llama's `tokenizers`."""
-    from codellama_lsp.tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(str(request.getfixturevalue(folder)))
     assert tokenizer.encode("a = '\ud800'\n") == tokenizer.encode("a = '\ufffd'\n")
@@ -583,7 +455,7 @@ MARKER_TEXTS = [
 
 
 async def test_marker_text_never_becomes_a_control_id(tiny_model_dir):
-    from codellama_lsp.tokenizer import load_tokenizer
+    from codellama_lsp.checkpoint.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     control = tokenizer.control_ids
@@ -726,7 +598,7 @@ def test_a_change_list_with_a_bad_change_is_refused_whole(raw):
         },
     )
     shown = raw.call("codellama/prompt", at(uri, 1, 0))
-    assert shown["text"].endswith("a = 1\n"), shown  # the first change did not apply either
+    assert to_cursor(shown).endswith("a = 1\n"), shown  # the first change did not apply either
     assert "b = 2" not in shown["text"]
     # Out of step with the editor: no completion until the whole text comes again.
     assert raw.call("textDocument/inlineCompletion", inline(uri, 0, 5))["items"] == []

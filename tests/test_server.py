@@ -9,17 +9,18 @@ import subprocess
 import sys
 
 import pytest
-from lsp_session import (
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+from support.lsp_session import (
     change,
     inline_params,
     open_document,
     prompt_at,
     session,
     stats,
+    to_cursor,
     units,
 )
-from lsprotocol import types
-from pygls.exceptions import JsonRpcRequestCancelled
 
 URI = "file:///work/example.py"
 LINE = "label = '😀 漢字 café'; total = compute("
@@ -35,7 +36,7 @@ async def test_completion_ranges_in_every_encoding(tiny_model_dir, encoding):
         cursor = types.Position(line=4, character=units("    " + LINE, encoding))
 
         shown = await prompt_at(client, URI, cursor)
-        assert shown["text"].endswith(f"<MID> import math\n\n\ndef area(r):\n    {LINE}")
+        assert to_cursor(shown).endswith(f"<MID> import math\n\n\ndef area(r):\n    {LINE}")
 
         inline = await client.text_document_inline_completion_async(inline_params(URI, cursor))
         assert inline is not None and len(inline.items) == 1
@@ -111,7 +112,7 @@ async def test_crlf_documents(tiny_model_dir):
         cursor = types.Position(3, 4)
         shown = await prompt_at(client, URI, cursor)
         assert "\r" not in shown["text"]
-        assert shown["text"].endswith("<MID> def f(a, b):\n    total = a\n    total += b\n    ")
+        assert to_cursor(shown).endswith("<MID> def f(a, b):\n    total = a\n    total += b\n    ")
         inline = await client.text_document_inline_completion_async(inline_params(URI, cursor))
         for item in inline.items:
             assert "\n" not in item.insert_text.replace("\r\n", "")

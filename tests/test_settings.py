@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from script_module import load_script
-from test_robustness import KNOWN_URI, RawServer, at, frame, open_params
+from support.raw_lsp import KNOWN_URI, RawServer, at, frame, open_params
+from support.script_module import load_script
 
 from codellama_lsp.cli import build_parser, settings_from
 from codellama_lsp.settings import Settings, parse_settings, setting_specs

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from lsp_session import inline_params, open_document, prompt_at, session
 from lsprotocol import types
+from support.lsp_session import inline_params, open_document, prompt_at, session
 
-from codellama_lsp.git_ignore import GitIgnored
+from codellama_lsp.documents.git_ignore import GitIgnored
 
 MAIN = "from shop.models import Invoice\n\n\ndef bill(number, total, rate):\n    return Invoice(\n"
 SHARED = "class Invoice:\n    def with_tax(self, rate):\n        return self.total * (1 + rate)\n"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from codellama_lsp.tcp import INITIALIZE_TIMEOUT_S
+from codellama_lsp.lsp.tcp import INITIALIZE_TIMEOUT_S
 
 TIMEOUT_S = 60
 KNOWN_URI = "file:///work/secret.py"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from lsp_session import session, stats
+from support.lsp_session import session, stats
 
 from codellama_lsp.engine.model import physical_cores
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from lsp_session import change, inline_params, open_document, session, stats
 from lsprotocol import types
+from support.lsp_session import change, inline_params, open_document, session, stats
 
-from codellama_lsp.typing_pace import MAX_WAIT_S, PAUSE_S, TypingPace
+from codellama_lsp.completion.typing_pace import MAX_WAIT_S, PAUSE_S, TypingPace
 
 
 def waits(gaps_s: list[float], debounce_s: float = 0.05) -> list[float]:

@@ -83,7 +83,7 @@ def sample_cases(files: dict[str, str], n: int, seed: int) -> list[Case]:
 
 def document_lines(text: str, case: Case) -> list[str]:
     """The file's lines (as the server keeps them) with the rest of the cursor's line removed."""
-    from codellama_lsp.document import TextDocument
+    from codellama_lsp.documents.text_document import TextDocument
 
     lines = text.split("\n")
     lines[case.line] = case.typed
@@ -94,8 +94,10 @@ def load_completer(args: argparse.Namespace) -> Callable[[list[str], Case], str]
     """A function from (document lines, case) to the text `complete` would insert."""
     import torch
 
+    from codellama_lsp.completion.infill import complete
+    from codellama_lsp.completion.request import InfillRequest
+    from codellama_lsp.context.line_tokens import LineTokenCounter
     from codellama_lsp.engine.in_process import InProcessEngine
-    from codellama_lsp.engine.infill import InfillRequest, LineTokenCounter, complete
     from codellama_lsp.engine.model import load_model
     from codellama_lsp.settings import parse_settings
 

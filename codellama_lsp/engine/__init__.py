@@ -1,1 +1,1 @@
-"""The engine: loads a model and turns infilling prompts into completions on one worker thread."""
+"""Engines turn prompt ids into generated ids: in this process (torch), or on a server."""

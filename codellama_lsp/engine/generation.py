@@ -1,5 +1,11 @@
 """The generation loop: explicit prefill and decode over an explicit, reusable KV cache.
 
+In gpt-fast's shape: `generate` fits the document's cache to the prompt (`CachedSequence.fit`),
+runs the rest of the prompt through the model (`prefill`), then decodes (`decode_n_tokens`): the
+next token is chosen (`Picking`), pushed into the token sink, which says when to stop
+(token_sink.py), and run through the model (`decode_one_token`), which checks a prompt-lookup
+draft in the same pass where drafts pay.
+
 A document's cache holds the keys and values of the last prompt and of what was generated after
 it. The next prompt shares most of its tokens with that one (suffix-first prompts end with the
 prefix the user is typing), so only the tokens after the common prefix are run through the model.
@@ -17,20 +23,22 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
-from .decode_graph import DecodeGraph, last_logits
-from .interface import Cancelled, Generated
-from .prompt_lookup import MAX_DRAFT, Payoff, draft
+from codellama_lsp.engine.decode_graph import DecodeGraph, last_logits
+from codellama_lsp.engine.interface import Cancelled as Cancelled  # (its callers import it here)
+from codellama_lsp.engine.interface import Generated
+from codellama_lsp.engine.prompt_lookup import MAX_DRAFT, Payoff, draft
+from codellama_lsp.engine.token_sink import TokenSink
 
 if TYPE_CHECKING:
     from transformers import Cache, PreTrainedModel
 
-    from ..tokenizer import FimTokenizer
+    from codellama_lsp.checkpoint.tokenizer import FimTokenizer
 
 PREFILL_CHUNK = 256
 
@@ -56,6 +64,30 @@ class CachedSequence:
             else DynamicCache(config=model.config)
         )
         self.ids, self.capacity, self.graph = [], capacity, None
+
+    def fit(
+        self, model: PreTrainedModel, prompt: list[int], needed: int, static_capacity: int
+    ) -> int:
+        """Make the cache hold a prefix of `prompt`, with room for `needed` positions if it is
+        static: how many prompt tokens it holds. At least one prompt token always goes through
+        the model (its logits choose the first new token).
+
+        A static cache is kept while it has room (it is allocated once per document, of
+        `static_capacity` positions or `needed` if more); a dynamic one while it shares a
+        prefix with the prompt."""
+        reuse = min(common_prefix(self.ids, prompt), len(prompt) - 1)
+        if static_capacity:
+            fits = self.cache is not None and self.capacity >= needed
+        else:
+            fits = self.cache is not None and not self.capacity and reuse > 0
+        if not fits:
+            self.reset(model, max(static_capacity, needed) if static_capacity else 0)
+            return 0
+        if len(self.ids) > reuse:
+            assert self.cache is not None  # it fits
+            self.cache.crop(reuse - len(self.ids))
+            del self.ids[reuse:]
+        return reuse
 
     def nbytes(self) -> int:
         from transformers.cache_utils import CacheLayerMixin
@@ -103,84 +135,106 @@ def generate(
     CUDA graph where the model is on a CUDA GPU. Greedy decoding over eager steps checks
     prompt-lookup drafts (prompt_lookup.py): the same tokens, in fewer forward passes.
     """
-    start = time.perf_counter()
-    device = model.device
-    graphs = bool(static_capacity) and device.type == "cuda"
+    sink = TokenSink(max_new_tokens, stop_ids, deadline, should_stop)
+    graphs = bool(static_capacity) and model.device.type == "cuda"
     lookup = prompt_lookup and temperature <= 0 and not graphs
     needed = len(prompt) + max_new_tokens + (MAX_DRAFT if lookup else 0)
-    # At least one prompt token always goes through the model: its logits choose the first token.
-    reuse = min(common_prefix(state.ids, prompt), len(prompt) - 1)
-    logits = None
-    out: list[int] = []
-    stop_id = None
-    first_token_s = 0.0
-    with torch.inference_mode(), ExitStack() as interruptible:
-        if static_capacity:  # (a static cache's length is an inference tensor: crop it in here)
-            fits = state.cache is not None and state.capacity >= needed
-        else:
-            fits = state.cache is not None and not state.capacity and reuse > 0
-        if not fits:
-            state.reset(model, max(static_capacity, needed) if static_capacity else 0)
-            reuse = 0
-        elif len(state.ids) > reuse:
-            assert state.cache is not None  # it fits
-            state.cache.crop(reuse - len(state.ids))
-            del state.ids[reuse:]
-        interruptible.enter_context(_stop_inside_layers(model, cancelled))
+    picking = Picking(temperature, forced, tokenizer)
+    with torch.inference_mode():  # (a static cache's length is an inference tensor: crop in here)
+        reuse = state.fit(model, prompt, needed, static_capacity)
         try:
-            for begin in range(reuse, len(prompt), PREFILL_CHUNK):
-                logits = _forward(model, prompt[begin : begin + PREFILL_CHUNK], state, device)
-            if graphs:
-                interruptible.close()  # a graph replay cannot stop midway: it is checked before
-            verified: deque[int] = deque()
-            """Draft tokens the model confirmed: in the cache already, emitted without a pass."""
-            while True:
-                assert logits is not None
-                confirmed = bool(verified)
-                if confirmed:
-                    token = verified.popleft()
-                elif forced and tokenizer is not None:
-                    choices = tokenizer.ids_spelling_start(forced)
-                    token = choices[_pick(logits[choices], temperature)]
-                    spelled = tokenizer.decode_bytes([token])
-                    forced = b"" if spelled.startswith(forced) else forced[len(spelled) :]
-                else:
-                    token = _pick(logits, temperature)
-                if not out:
-                    first_token_s = time.perf_counter() - start
-                if token in stop_ids:
-                    stop_id = token
-                    break
-                out.append(token)
-                if len(out) >= max_new_tokens or time.perf_counter() > deadline:
-                    break
-                if should_stop(out):
-                    break
-                if confirmed:  # in the cache already: the next token comes from the queue or logits
-                    continue
-                if cancelled():
-                    raise Cancelled(len(out), len(prompt) - reuse)
-                useful = lookup and not forced and state.payoff.wanted()
-                guess = draft(prompt + out) if useful else []
-                began = time.perf_counter()
-                if guess:
-                    logits = _verify(model, token, guess, state, verified)
-                    state.payoff.drafted(time.perf_counter() - began, len(verified))
-                else:
-                    logits = _forward(model, [token], state, device)
-                    if lookup:
-                        state.payoff.plain(time.perf_counter() - began)
+            with _stop_inside_layers(model, cancelled):
+                logits = prefill(model, prompt[reuse:], state)
+            sink.prefilled = len(prompt) - reuse
+            # A graph replay cannot stop midway: decode_n_tokens checks before every step.
+            with nullcontext() if graphs else _stop_inside_layers(model, cancelled):
+                decode_n_tokens(model, prompt, state, logits, sink, picking, cancelled, lookup)
         except _LayerCancelled:
             _roll_back(state)
-            raise Cancelled(len(out), len(prompt) - reuse if out else 0) from None
-    return Generated(
-        ids=out,
-        stop_id=stop_id,
-        prompt_tokens=len(prompt),
-        prefilled=len(prompt) - reuse,
-        first_token_s=first_token_s,
-        total_s=time.perf_counter() - start,
-    )
+            raise sink.cancelled(len(prompt)) from None
+    return sink.generated(len(prompt))
+
+
+def prefill(model: PreTrainedModel, ids: list[int], state: CachedSequence) -> torch.Tensor:
+    """Run `ids` after what the cache holds, PREFILL_CHUNK at a time: the logits after them."""
+    logits = None
+    for begin in range(0, len(ids), PREFILL_CHUNK):
+        logits = _forward(model, ids[begin : begin + PREFILL_CHUNK], state, model.device)
+    assert logits is not None  # at least one prompt token goes through the model
+    return logits
+
+
+@dataclass
+class Picking:
+    """How the next token is chosen from the logits: sampling, and the bytes still forced."""
+
+    temperature: float
+    forced: bytes
+    """Token healing: what the next tokens must still spell (only with a `tokenizer`)."""
+    tokenizer: FimTokenizer | None
+
+    def next_token(self, logits: torch.Tensor) -> int:
+        if not self.forced or self.tokenizer is None:
+            return _pick(logits, self.temperature)
+        choices = self.tokenizer.ids_spelling_start(self.forced)
+        token = choices[_pick(logits[choices], self.temperature)]
+        spelled = self.tokenizer.decode_bytes([token])
+        self.forced = b"" if spelled.startswith(self.forced) else self.forced[len(spelled) :]
+        return token
+
+
+def decode_n_tokens(
+    model: PreTrainedModel,
+    prompt: list[int],
+    state: CachedSequence,
+    logits: torch.Tensor,
+    sink: TokenSink,
+    picking: Picking,
+    cancelled: Callable[[], bool],
+    lookup: bool,
+) -> None:
+    """Push tokens into `sink` until it says stop, `cancelled` checked before every step.
+
+    The next token is a draft token the model confirmed (in the cache already: no step), or
+    the logits' choice; with `lookup`, a step checks a draft while drafts pay for themselves.
+    """
+    verified: deque[int] = deque()
+    """Draft tokens the model confirmed: in the cache already, pushed without a pass."""
+    while True:
+        if verified:
+            if sink.push(verified.popleft()):
+                return
+            continue
+        token = picking.next_token(logits)
+        if sink.push(token):
+            return
+        if cancelled():
+            raise sink.cancelled(len(prompt))
+        drafting = lookup and not picking.forced and state.payoff.wanted()
+        guess = draft(prompt + sink.ids) if drafting else []
+        logits = decode_one_token(model, token, guess, state, verified, lookup)
+
+
+def decode_one_token(
+    model: PreTrainedModel,
+    token: int,
+    guess: list[int],
+    state: CachedSequence,
+    verified: deque[int],
+    timed: bool,
+) -> torch.Tensor:
+    """Run `token` (and `guess`, a draft after it) after what the cache holds: the logits that
+    choose the next token. The draft's confirmed tokens are queued in `verified`; the pass is
+    timed for `state.payoff` where prompt lookup is on (`timed`)."""
+    began = time.perf_counter()
+    if guess:
+        logits = _verify(model, token, guess, state, verified)
+        state.payoff.drafted(time.perf_counter() - began, len(verified))
+        return logits
+    logits = _forward(model, [token], state, model.device)
+    if timed:
+        state.payoff.plain(time.perf_counter() - began)
+    return logits
 
 
 def _forward(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 from collections import OrderedDict
 
-from .generation import CachedSequence, generate
-from .interface import Cancelled, Generated, Limits
-from .model import LoadedModel
+from codellama_lsp.engine.generation import CachedSequence, generate
+from codellama_lsp.engine.interface import Cancelled, Generated, Limits
+from codellama_lsp.engine.model import LoadedModel
 
 
 class InProcessEngine:

@@ -2,7 +2,9 @@
 
 An engine runs in-process (torch) or on an inference server (llama.cpp, OpenAI-compatible); the
 documents, window, exact prompt ids, debounce, supersession and post-processing are the same for
-all of them. Nothing here imports torch.
+all of them, and so is when generation stops: every engine pushes the ids it produces into a token
+sink (token_sink.py), which owns the stop rule and builds the `Generated`. Nothing here imports
+torch.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..tokenizer import FimTokenizer
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer
 
 
 class Cancelled(Exception):
@@ -63,6 +65,7 @@ class Generated:
     prefilled: int
     """Prompt tokens run through the model: the rest came from the cache."""
     first_token_s: float
+    """From the moment the engine's `generate` was called, as `total_s`."""
     total_s: float
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..download_progress import Progress
-from ..model_files import (
+from codellama_lsp.checkpoint.download import Progress
+from codellama_lsp.checkpoint.files import (
     CONFIG_LIMIT,
     MODEL_FILES,
     ModelFilesError,
@@ -19,9 +19,9 @@ from ..model_files import (
     resolve_model_folder,
     weight_files,
 )
-from ..settings import Settings
-from ..tokenizer import FimTokenizer, TokenizerError, load_tokenizer
-from .interface import EngineSetupError
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer, TokenizerError, load_tokenizer
+from codellama_lsp.engine.interface import EngineSetupError
+from codellama_lsp.settings import Settings
 
 if TYPE_CHECKING:
     import torch
@@ -133,10 +133,44 @@ def load_model(
             "PyTorch weights can run arbitrary code)"
         )
     _refuse_what_cannot_fit(settings, folder, weights, device, dtype)
+    model = _read_weights(settings, folder, device, dtype, quantization)
+    embeddings = model.get_input_embeddings()
+    if (
+        isinstance(embeddings, torch.nn.Embedding)
+        and embeddings.num_embeddings < tokenizer.vocab_size
+    ):
+        raise ModelLoadError(
+            f"{settings.model}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
+            f"{embeddings.num_embeddings}: they do not belong together"
+        )
+    from codellama_lsp.engine.decode_graph import graphs_work
+
+    with torch.inference_mode():
+        # The first forward pass initialises kernels (seconds on a CPU): pay it while loading,
+        # not on the user's first completion.
+        model(input_ids=torch.tensor([[tokenizer.ids.bos]], device=device), logits_to_keep=1)
+        decode_graphs = quantization is None and graphs_work(model)
+    max_positions = getattr(model.config, "max_position_embeddings", None) or 4096
+    detail = str(dtype).removeprefix("torch.")
+    if device.type == "cpu":
+        detail += f", {threads} CPU thread" + ("s" if threads != 1 else "")
+    description = f"{settings.model} on {device} ({detail})"
+    if decode_graphs:
+        description += ", CUDA graphs"
+    return LoadedModel(model, tokenizer, device, max_positions, description, decode_graphs)
+
+
+def _read_weights(
+    settings: Settings,
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    quantization: object | None,
+) -> PreTrainedModel:
+    """The model of `folder`'s safetensors weights, for inference; failures as ModelLoadError."""
+    import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
-
-    from .decode_graph import graphs_work
 
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -157,28 +191,7 @@ def load_model(
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
         raise ModelLoadError(_weights_problem(folder, error)) from error
     model.eval()
-    embeddings = model.get_input_embeddings()
-    if (
-        isinstance(embeddings, torch.nn.Embedding)
-        and embeddings.num_embeddings < tokenizer.vocab_size
-    ):
-        raise ModelLoadError(
-            f"{settings.model}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
-            f"{embeddings.num_embeddings}: they do not belong together"
-        )
-    with torch.inference_mode():
-        # The first forward pass initialises kernels (seconds on a CPU): pay it while loading,
-        # not on the user's first completion.
-        model(input_ids=torch.tensor([[tokenizer.ids.bos]], device=device), logits_to_keep=1)
-        decode_graphs = quantization is None and graphs_work(model)
-    max_positions = getattr(model.config, "max_position_embeddings", None) or 4096
-    detail = str(dtype).removeprefix("torch.")
-    if device.type == "cpu":
-        detail += f", {threads} CPU thread" + ("s" if threads != 1 else "")
-    description = f"{settings.model} on {device} ({detail})"
-    if decode_graphs:
-        description += ", CUDA graphs"
-    return LoadedModel(model, tokenizer, device, max_positions, description, decode_graphs)
+    return model
 
 
 SIZE_FIELDS = (

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..download_progress import Progress
-from ..settings import Settings
-from ..tokenizer import FimTokenizer
-from .interface import Engine
+from codellama_lsp.checkpoint.download import Progress
+from codellama_lsp.checkpoint.tokenizer import FimTokenizer
+from codellama_lsp.engine.interface import Engine
+from codellama_lsp.settings import Settings
 
 
 def open_engine(
@@ -14,15 +14,15 @@ def open_engine(
     """For a remote engine only `tokenizer` is needed of the checkpoint, never its weights (the
     in-process engine's download, on first use of a hub id, is reported to `progress`)."""
     if settings.engine == "llama.cpp":
-        from .llama_cpp import LlamaCppEngine
+        from codellama_lsp.engine.remote.llama_cpp import LlamaCppEngine
 
         return LlamaCppEngine(settings, tokenizer)
     if settings.engine == "openai":
-        from .openai_compatible import OpenAIEngine
+        from codellama_lsp.engine.remote.openai_compatible import OpenAIEngine
 
         return OpenAIEngine(settings, tokenizer)
-    from .in_process import InProcessEngine
-    from .model import load_model
+    from codellama_lsp.engine.in_process import InProcessEngine
+    from codellama_lsp.engine.model import load_model
 
     return InProcessEngine(
         load_model(settings, progress, tokenizer),

@@ -1,0 +1,1 @@
+"""One completion: scheduled, generated through an engine, post-processed, remembered."""

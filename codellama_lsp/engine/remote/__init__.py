@@ -1,0 +1,1 @@
+"""The servers that generate over HTTP: llama.cpp's llama-server and OpenAI-compatible ones."""

@@ -1,0 +1,1 @@
+"""The Language Server Protocol side: the server, its handlers, framing and replies."""
