@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from lsprotocol import types
+from support.cli import run_cli
 from support.lsp_session import open_document, prompt_at, session
 
 from codellama_lsp.completion.prepare import prompt_for
@@ -193,17 +192,6 @@ async def test_over_lsp_a_recently_closed_document_still_gives_context(tiny_mode
         )
         shown = await prompt_at(client, uri_of(main), types.Position(5, 11))
         assert f"# Path: {models}\n" in shown["text"]
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "codellama_lsp", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
 
 
 def test_the_cli_prompt_shows_the_extra_context_of_files_given_with_with(tmp_path):

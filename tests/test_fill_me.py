@@ -3,27 +3,15 @@ anywhere else (a cursor given, a document over LSP) it is plain text."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from lsprotocol import types
+from support.cli import run_cli
 from support.lsp_session import open_document, prompt_at, session
 
 BEFORE = "def area(width, height):\n    return "
 AFTER = "\n\n\ndef perimeter(width, height):\n    return 2 * (width + height)\n"
 CURSOR = "2:12"  # where the marker is, 1-based
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "codellama_lsp", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -37,9 +25,9 @@ def test_complete_fills_the_one_marker(tiny_model_dir, tmp_path):
     marked = write(tmp_path, "marked.py", BEFORE + "<FILL_ME>" + AFTER)
     plain = write(tmp_path, "plain.py", BEFORE + AFTER)
 
-    at_cursor = run("complete", f"{plain}:{CURSOR}", *model)
-    middle = run("complete", str(marked), "--middle", *model)
-    filled = run("complete", str(marked), *model)
+    at_cursor = run_cli("complete", f"{plain}:{CURSOR}", *model)
+    middle = run_cli("complete", str(marked), "--middle", *model)
+    filled = run_cli("complete", str(marked), *model)
     for done in (at_cursor, middle, filled):
         assert done.returncode == 0, done.stderr
     assert middle.stdout == at_cursor.stdout
@@ -51,7 +39,10 @@ def test_the_marker_is_the_cursor_of_the_prompt_too(tiny_model_dir, tmp_path):
     marked = write(tmp_path, "marked.py", "x = [\r\n    <FILL_ME>\r\n]\r\n")
     plain = write(tmp_path, "plain.py", "x = [\r\n    \r\n]\r\n")
     model = ("--model", str(tiny_model_dir), "--format", "ids")
-    assert run("prompt", str(marked), *model).stdout == run("prompt", f"{plain}:2:5", *model).stdout
+    assert (
+        run_cli("prompt", str(marked), *model).stdout
+        == run_cli("prompt", f"{plain}:2:5", *model).stdout
+    )
 
 
 def test_no_marker_or_several_is_one_clear_error(tiny_model_dir, tmp_path):
@@ -59,7 +50,7 @@ def test_no_marker_or_several_is_one_clear_error(tiny_model_dir, tmp_path):
         ("none.py", BEFORE + AFTER, "no <FILL_ME> markers"),
         ("two.py", "<FILL_ME>" + BEFORE + "<FILL_ME>", "2 <FILL_ME> markers"),
     ):
-        done = run("complete", str(write(tmp_path, name, text)), "--model", str(tiny_model_dir))
+        done = run_cli("complete", str(write(tmp_path, name, text)), "--model", str(tiny_model_dir))
         assert done.returncode == 1
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and says in lines[0] and "FILE:LINE:COL" in lines[0], done.stderr
@@ -67,7 +58,7 @@ def test_no_marker_or_several_is_one_clear_error(tiny_model_dir, tmp_path):
 
 def test_with_a_cursor_the_marker_is_plain_text(tiny_model_dir, tmp_path):
     marked = write(tmp_path, "marked.py", BEFORE + "<FILL_ME>" + AFTER)
-    done = run("prompt", f"{marked}:5:1", "--model", str(tiny_model_dir))
+    done = run_cli("prompt", f"{marked}:5:1", "--model", str(tiny_model_dir))
     assert done.returncode == 0, done.stderr
     assert "return <FILL_ME>" in done.stdout
 

@@ -5,11 +5,9 @@ completion must start with."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from lsprotocol import types
+from support.cli import run_cli
 from support.lsp_session import open_document, prompt_at, session
 
 from codellama_lsp.completion.infill import complete
@@ -63,16 +61,6 @@ async def test_codellama_prompt_shows_what_a_completion_sends(tiny_model_dir):
     assert shown["mustStartWith"] == forced.decode()
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "codellama_lsp", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-
-
 def test_the_prompt_command_shows_what_a_completion_sends(tiny_model_dir, tmp_path):
     ids, forced = sent_by_a_completion(str(tiny_model_dir))
     path = tmp_path / "area.py"
@@ -81,17 +69,17 @@ def test_the_prompt_command_shows_what_a_completion_sends(tiny_model_dir, tmp_pa
     options = (*where, "--max-new-tokens", str(MAX_NEW_TOKENS))
     named = f"codellama-lsp: the completion must start with {json.dumps(forced.decode())}"
 
-    shown = run("prompt", *options, "--format", "ids")
+    shown = run_cli("prompt", *options, "--format", "ids")
     assert shown.returncode == 0, shown.stderr
     assert [int(i) for i in shown.stdout.split()] == ids
     assert shown.stderr.startswith(named)
 
-    text = run("prompt", *options)
+    text = run_cli("prompt", *options)
     assert text.returncode == 0, text.stderr
     assert text.stderr.startswith(named)
     assert not text.stdout.rstrip("\n").endswith("wid")  # the backed-off bytes are not in it
 
     # A remote engine does not heal: its prompt is the whole prefix, and nothing is forced.
-    remote = run("prompt", *options, "--format", "ids", "--engine", "llama.cpp")
+    remote = run_cli("prompt", *options, "--format", "ids", "--engine", "llama.cpp")
     assert remote.returncode == 0, remote.stderr
     assert [int(i) for i in remote.stdout.split()][:-1] == ids and remote.stderr == ""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from codellama_lsp.completion.postprocess import shown_part
 from codellama_lsp.completion.request import Infill
+from codellama_lsp.context.window import as_lf
 
 REMEMBERED = 8
 CONTEXT_LINES = 64
@@ -87,11 +88,7 @@ class Suggestion:
 def next_piece(rest: str, now: Context, ended: bool) -> str:
     """What a fresh completion at the cursor shows of a continued suggestion's rest."""
     eol = "\r\n" if "\r\n" in rest else "\n"
-
-    def plain(part: str) -> str:
-        return part.replace("\r\n", "\n").replace("\r", "\n")
-
-    piece = shown_part(plain(rest), plain(now.before), plain(now.after), ended=ended)
+    piece = shown_part(as_lf(rest), as_lf(now.before), as_lf(now.after), ended=ended)
     return piece.replace("\n", eol)
 
 

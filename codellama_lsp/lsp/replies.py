@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from lsprotocol import types
 
+from codellama_lsp.context.window import as_lf
+
 LABEL_LENGTH = 80
 
 
@@ -34,7 +36,7 @@ def completion_items(
     label = first_line.strip()
     if len(label) > LABEL_LENGTH:
         label = label[: LABEL_LENGTH - 1] + "…"
-    shown = new_text.replace("\r\n", "\n").replace("\r", "\n")
+    shown = as_lf(new_text)
     item = types.CompletionItem(
         label=label,
         kind=types.CompletionItemKind.Text,
